@@ -1,0 +1,147 @@
+"""Settings: one immutable snapshot in force per process.
+
+Three ways in, one place they land: ``%config LlmopsMagics.<name>`` (traitlets on the
+magics class forward here), ``llmops_magics.configure(...)``, and ``LLMOPS_*``
+environment variables (read once, as defaults). A frozen dataclass rather than a
+traitlets Configurable keeps core free of IPython and makes "the settings this call
+ran under" a value that can be recorded in lineage.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import ConfigError
+
+BACKENDS = ("auto", "vllm", "transformers", "openai")
+
+# Names accepted wherever a model ref is: the embedded defaults.
+DEFAULT_CHAT_REF = "default"
+DEFAULT_EMBEDDING_REF = "default-embedding"
+
+
+def _default_cache() -> Path:
+    # Converted models are large (538 MB for the default) and keyed by content, so they
+    # live in one per-user cache shared by every notebook folder rather than in each home.
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "llmops-magics"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The settings one call runs under.
+
+    Attributes
+    ----------
+    home : Path
+        Where the embedded stores live (MLflow sqlite, LanceDB, lineage spool).
+    tracking_uri : str
+        MLflow tracking URI; empty means ``sqlite:///<home>/mlflow.db``.
+    backend : str
+        ``auto`` | ``vllm`` | ``transformers`` | ``openai``.
+    endpoint : str
+        Base URL of an OpenAI-compatible server (a remote ``vllm serve``).
+    default_model : str
+        The model ref used when none is given.
+    model_cache : Path
+        Where converted default models are kept.
+    engine_args : dict
+        Extra keyword arguments for the vLLM engine (e.g. ``{"enforce_eager": False}``).
+    verbose : bool
+        Show vLLM / transformers log lines in the output instead of the log file.
+    """
+
+    home: Path = Path(".llmops")
+    tracking_uri: str = ""
+    backend: str = "auto"
+    endpoint: str = ""
+    default_model: str = DEFAULT_CHAT_REF
+    model_cache: Path = field(default_factory=_default_cache)
+    engine_args: dict = field(default_factory=dict)
+    verbose: bool = False
+
+    def __post_init__(self):
+        if self.backend not in BACKENDS:
+            raise ConfigError(
+                f"unknown backend {self.backend!r}: choose one of {', '.join(BACKENDS)}"
+            )
+        if self.backend == "openai" and not self.endpoint:
+            raise ConfigError(
+                "the openai backend needs an endpoint: set LlmopsMagics.endpoint "
+                "(e.g. http://127.0.0.1:8000/v1)"
+            )
+        object.__setattr__(self, "home", Path(self.home).expanduser())
+        object.__setattr__(self, "model_cache", Path(self.model_cache).expanduser())
+        if not isinstance(self.engine_args, dict):
+            raise ConfigError("engine_args must be a dict, e.g. {'enforce_eager': False}")
+
+    @property
+    def resolved_tracking_uri(self) -> str:
+        if self.tracking_uri:
+            return self.tracking_uri
+        return f"sqlite:///{(self.home / 'mlflow.db').resolve()}"
+
+    @property
+    def log_file(self) -> Path:
+        return self.home / "logs" / "engines.log"
+
+
+def _from_env() -> Settings:
+    env = os.environ
+    kw: dict = {}
+    for name, var in (
+        ("home", "LLMOPS_HOME"),
+        ("tracking_uri", "LLMOPS_TRACKING_URI"),
+        ("backend", "LLMOPS_BACKEND"),
+        ("endpoint", "LLMOPS_ENDPOINT"),
+        ("default_model", "LLMOPS_DEFAULT_MODEL"),
+        ("model_cache", "LLMOPS_MODEL_CACHE"),
+    ):
+        if env.get(var):
+            kw[name] = env[var]
+    if env.get("LLMOPS_VERBOSE"):
+        kw["verbose"] = env["LLMOPS_VERBOSE"].lower() in ("1", "true", "yes")
+    return Settings(**kw)
+
+
+_lock = threading.Lock()
+_current: Settings | None = None
+
+
+def settings() -> Settings:
+    """The settings in force now."""
+    global _current
+    with _lock:
+        if _current is None:
+            _current = _from_env()
+        return _current
+
+
+def configure(**changes) -> Settings:
+    """Change settings for this process; returns the new snapshot.
+
+    Examples
+    --------
+    >>> configure(backend="transformers", home="/tmp/llmops")  # doctest: +SKIP
+    """
+    global _current
+    unknown = set(changes) - {f.name for f in dataclasses.fields(Settings)}
+    if unknown:
+        names = ", ".join(f.name for f in dataclasses.fields(Settings))
+        raise ConfigError(f"unknown setting(s) {', '.join(sorted(unknown))}: known are {names}")
+    new = dataclasses.replace(settings(), **changes)
+    with _lock:
+        _current = new
+    return new
+
+
+def reset() -> Settings:
+    """Back to environment defaults (used by tests and ``%unload_ext``)."""
+    global _current
+    with _lock:
+        _current = _from_env()
+        return _current

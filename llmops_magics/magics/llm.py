@@ -1,0 +1,80 @@
+"""``LlmopsMagics``: the settings every magic shares, and ``%%llm``."""
+
+from __future__ import annotations
+
+from IPython.core.magic import Magics, cell_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from traitlets import Bool, Dict, Enum, Unicode, default, observe
+
+from .. import config
+from ..core.llm import llm as run_llm
+from .edge import user_errors
+
+
+@magics_class
+class LlmopsMagics(Magics):
+    """Settings (``%config LlmopsMagics.<name> = ...``) and the ``%%llm`` magic."""
+
+    home = Unicode(config=True, help="Folder of the embedded stores (MLflow sqlite, LanceDB, lineage).")
+    tracking_uri = Unicode(config=True, help="MLflow tracking URI; empty: sqlite under home.")
+    backend = Enum(list(config.BACKENDS), config=True, help="auto | vllm | transformers | openai.")
+    endpoint = Unicode(config=True, help="OpenAI-compatible base URL for the openai backend.")
+    default_model = Unicode(config=True, help="Model ref used when --model is omitted.")
+    engine_args = Dict(config=True, help="Extra vLLM engine arguments, e.g. {'enforce_eager': False}.")
+    verbose = Bool(config=True, help="Show engine logs in the output instead of the log file.")
+    short_errors = Bool(True, config=True, help="Show errors as one line; False brings tracebacks back.")
+
+    @default("home")
+    def _d_home(self):
+        return str(config.settings().home)
+
+    @default("tracking_uri")
+    def _d_tracking(self):
+        return config.settings().tracking_uri
+
+    @default("backend")
+    def _d_backend(self):
+        return config.settings().backend
+
+    @default("endpoint")
+    def _d_endpoint(self):
+        return config.settings().endpoint
+
+    @default("default_model")
+    def _d_model(self):
+        return config.settings().default_model
+
+    @default("engine_args")
+    def _d_engine_args(self):
+        return dict(config.settings().engine_args)
+
+    @default("verbose")
+    def _d_verbose(self):
+        return config.settings().verbose
+
+    @observe("home", "tracking_uri", "backend", "endpoint", "default_model", "engine_args", "verbose")
+    def _push_setting(self, change):
+        # A rejected value (e.g. backend=openai without an endpoint) raises ConfigError here.
+        config.configure(**{change["name"]: change["new"]})
+
+    @magic_arguments()
+    @argument("--model", "-m", default=None, help="Model ref (default: LlmopsMagics.default_model).")
+    @argument("--system", "-s", default=None, help="System message.")
+    @argument("--max-tokens", type=int, default=128, help="Most tokens to generate.")
+    @argument("--temperature", "-t", type=float, default=0.0, help="0 = greedy.")
+    @argument("--seed", type=int, default=0, help="Sampling seed.")
+    @argument("--each-line", action="store_true", help="One prompt per non-empty line.")
+    @argument("--backend", choices=list(config.BACKENDS), default=None, help="Override the backend.")
+    @argument("--no-log", action="store_true", help="Do not record an MLflow run.")
+    @cell_magic
+    @user_errors
+    def llm(self, line, cell):
+        """Send the cell to a chat model; the result is shown and bound to ``_llm``."""
+        args = parse_argstring(self.llm, line)
+        result = run_llm(
+            cell, model=args.model, system=args.system, max_tokens=args.max_tokens,
+            temperature=args.temperature, seed=args.seed, each_line=args.each_line,
+            backend=args.backend, log=not args.no_log,
+        )
+        self.shell.user_ns["_llm"] = result
+        return result
