@@ -100,3 +100,14 @@ def lora_adapter(tmp_path_factory, default_model_dir) -> Path:
     model = get_peft_model(base, cfg)
     model.save_pretrained(out)
     return out
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory):
+    """A real `mlflow server` process on loopback (sqlite store, served artifacts)."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from servers import MlflowServer
+
+    server = MlflowServer(tmp_path_factory.mktemp("mlflow-server")).start()
+    yield server
+    server.stop()

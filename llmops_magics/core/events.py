@@ -24,3 +24,16 @@ def unsubscribe(fn: Callable[[str, dict], None]) -> None:
 def emit(kind: str, payload: dict) -> None:
     for fn in list(_listeners):
         fn(kind, payload)
+
+
+# Context providers: named functions whose value describes "the state now" (e.g. the
+# pins in force). Lineage calls them when it records a cell; they must be cheap.
+_context: dict[str, Callable[[], object]] = {}
+
+
+def provide_context(name: str, fn: Callable[[], object]) -> None:
+    _context[name] = fn
+
+
+def context() -> dict:
+    return {name: fn() for name, fn in list(_context.items())}
