@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -48,6 +49,50 @@ def cmd_doctor(args) -> int:
     return 1 if failed else 0
 
 
+def cmd_ui(args) -> int:
+    """The MLflow UI on the embedded store, bound to 127.0.0.1."""
+    import subprocess
+
+    cfg = config.settings()
+    url = f"http://127.0.0.1:{args.port}"
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", cfg.resolved_tracking_uri,
+           "--host", "127.0.0.1", "--port", str(args.port)]
+    print(f"MLflow UI for {cfg.resolved_tracking_uri}: {url}")
+    print(f"link results to it: %config LlmopsMagics.ui_url = '{url}'  (or LLMOPS_UI_URL={url})")
+    sys.stdout.flush()
+    return subprocess.call(cmd)
+
+
+def cmd_lab(args) -> int:
+    """JupyterLab on notebooks/ with the extension, bound to 127.0.0.1."""
+    import subprocess
+
+    cmd = [sys.executable, "-m", "jupyter", "lab", "--ip", "127.0.0.1", "--port", str(args.port),
+           f"--ServerApp.root_dir={Path(args.dir).resolve()}", "--no-browser"]
+    if os.geteuid() == 0:  # jupyter refuses root without it (containers, Binder-like hosts)
+        cmd.append("--allow-root")
+    print(f"JupyterLab on {args.dir} at http://127.0.0.1:{args.port}/lab (the token is printed below)")
+    sys.stdout.flush()
+    return subprocess.call(cmd)
+
+
+def cmd_reference(args) -> int:
+    """Write (or check) docs/magics.md from the magics' parsers."""
+    from .magics.reference import magics_reference
+
+    text = magics_reference()
+    target = Path(args.output)
+    if args.check:
+        if not target.is_file() or target.read_text() != text:
+            print(f"{target} is out of date: run llmops-magics reference", file=sys.stderr)
+            return 1
+        return 0
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text)
+    print(f"wrote {target}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="llmops-magics", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -60,6 +105,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("doctor", help="check python, torch, vLLM, GPU, models, MLflow, labextension").set_defaults(
         fn=cmd_doctor
     )
+    ui = sub.add_parser("ui", help="the MLflow UI on the embedded store (127.0.0.1)")
+    ui.add_argument("--port", type=int, default=5000)
+    ui.set_defaults(fn=cmd_ui)
+    lab = sub.add_parser("lab", help="JupyterLab on notebooks/ with the extension (127.0.0.1)")
+    lab.add_argument("--port", type=int, default=8888)
+    lab.add_argument("--dir", default="notebooks")
+    lab.set_defaults(fn=cmd_lab)
+    ref = sub.add_parser("reference", help="write docs/magics.md from the magics' parsers")
+    ref.add_argument("--output", default="docs/magics.md")
+    ref.add_argument("--check", action="store_true", help="fail if the file is out of date")
+    ref.set_defaults(fn=cmd_reference)
     return parser
 
 

@@ -53,6 +53,8 @@ class Settings:
         Extra keyword arguments for the vLLM engine (e.g. ``{"enforce_eager": False}``).
     verbose : bool
         Show vLLM / transformers log lines in the output instead of the log file.
+    ui_url : str
+        Base URL of an MLflow UI showing this store; results then link their runs.
     """
 
     home: Path = Path(".llmops")
@@ -63,6 +65,7 @@ class Settings:
     model_cache: Path = field(default_factory=_default_cache)
     engine_args: dict = field(default_factory=dict)
     verbose: bool = False
+    ui_url: str = ""
 
     def __post_init__(self):
         if self.backend not in BACKENDS:
@@ -85,6 +88,12 @@ class Settings:
             return self.tracking_uri
         return f"sqlite:///{(self.home / 'mlflow.db').resolve()}"
 
+    def run_url(self, experiment_id: str, run_id: str) -> str | None:
+        """Link to a run in the configured MLflow UI, or None when none is configured."""
+        if not self.ui_url:
+            return None
+        return f"{self.ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+
     @property
     def log_file(self) -> Path:
         return self.home / "logs" / "engines.log"
@@ -100,6 +109,7 @@ def _from_env() -> Settings:
         ("endpoint", "LLMOPS_ENDPOINT"),
         ("default_model", "LLMOPS_DEFAULT_MODEL"),
         ("model_cache", "LLMOPS_MODEL_CACHE"),
+        ("ui_url", "LLMOPS_UI_URL"),
     ):
         if env.get(var):
             kw[name] = env[var]

@@ -22,6 +22,7 @@ class LlmopsMagics(Magics):
     default_model = Unicode(config=True, help="Model ref used when --model is omitted.")
     engine_args = Dict(config=True, help="Extra vLLM engine arguments, e.g. {'enforce_eager': False}.")
     verbose = Bool(config=True, help="Show engine logs in the output instead of the log file.")
+    ui_url = Unicode(config=True, help="MLflow UI base URL (e.g. from `llmops-magics ui`); results link their runs.")
     short_errors = Bool(True, config=True, help="Show errors as one line; False brings tracebacks back.")
 
     @default("home")
@@ -52,7 +53,11 @@ class LlmopsMagics(Magics):
     def _d_verbose(self):
         return config.settings().verbose
 
-    @observe("home", "tracking_uri", "backend", "endpoint", "default_model", "engine_args", "verbose")
+    @default("ui_url")
+    def _d_ui_url(self):
+        return config.settings().ui_url
+
+    @observe("home", "tracking_uri", "backend", "endpoint", "default_model", "engine_args", "verbose", "ui_url")
     def _push_setting(self, change):
         # A rejected value (e.g. backend=openai without an endpoint) raises ConfigError here.
         config.configure(**{change["name"]: change["new"]})
