@@ -1,0 +1,63 @@
+"""Every notebook runs end to end with nbclient on a real kernel, and says what it should."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from llmops_magics.core.notebooks import cell_text, run_notebook
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+
+def _outputs_by_tag(nb) -> dict[str, str]:
+    """Text of each tagged code cell's outputs (cells carry tags like `llm-answer`)."""
+    out = {}
+    for cell in nb.cells:
+        for tag in cell.get("metadata", {}).get("tags", []):
+            out[tag] = cell_text(cell)
+    return out
+
+
+@pytest.fixture
+def workdir(tmp_path, llmops_home):
+    """A copy of notebooks/ with its own embedded home, as a new user's checkout has."""
+    work = tmp_path / "notebooks"
+    shutil.copytree(ROOT / "notebooks", work)
+    old = os.environ.get("LLMOPS_HOME")
+    os.environ["LLMOPS_HOME"] = str(tmp_path / ".llmops")
+    yield work
+    if old is None:
+        os.environ.pop("LLMOPS_HOME", None)
+    else:
+        os.environ["LLMOPS_HOME"] = old
+
+
+# What each notebook must show, by cell tag: (tag, substring that must appear).
+EXPECTED = {
+    "quickstart.ipynb": [
+        ("llm-answer", "Paris"),
+        ("llm-backend", "backend: vllm"),
+        ("llm-each-line", "100"),
+    ],
+}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_runs_and_shows_results(path, workdir):
+    executed = run_notebook(workdir / path.name, workdir / f"executed-{path.name}", cwd=workdir, timeout=900)
+    outputs = _outputs_by_tag(executed)
+    for tag, needle in EXPECTED.get(path.name, []):
+        assert tag in outputs, f"{path.name} has no cell tagged {tag}"
+        assert needle in outputs[tag], f"{path.name} [{tag}] lacks {needle!r}: {outputs[tag][:500]}"
+    errors = [o for c in executed.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors
+
+
+def test_every_notebook_has_expectations():
+    assert {p.name for p in NOTEBOOKS} <= set(EXPECTED), "add expectations for new notebooks"
