@@ -56,7 +56,7 @@ def cmd_ui(args) -> int:
     cfg = config.settings()
     url = f"http://127.0.0.1:{args.port}"
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", cfg.resolved_tracking_uri,
-           "--host", "127.0.0.1", "--port", str(args.port)]
+           "--host", "127.0.0.1", "--port", str(args.port), "--workers", "1"]
     print(f"MLflow UI for {cfg.resolved_tracking_uri}: {url}")
     print(f"link results to it: %config LlmopsMagics.ui_url = '{url}'  (or LLMOPS_UI_URL={url})")
     sys.stdout.flush()

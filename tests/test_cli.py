@@ -34,3 +34,36 @@ def test_prepare_prints_model_folders():
     out = _cli("prepare")
     assert out.returncode == 0
     assert "default chat model:" in out.stdout and "SmolLM2-135M-Instruct-" in out.stdout
+
+
+def test_ui_serves_the_mlflow_ui_on_loopback(tmp_path):
+    import os
+    import signal
+    import time
+
+    import requests
+
+    sys.path.insert(0, os.path.dirname(__file__))
+    from servers import free_port
+
+    port = free_port()
+    env = {**os.environ, "LLMOPS_HOME": str(tmp_path)}
+    proc = subprocess.Popen([sys.executable, "-m", "llmops_magics.cli", "ui", "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
+                            start_new_session=True)
+    try:
+        first = proc.stdout.readline()
+        assert f"http://127.0.0.1:{port}" in first and str(tmp_path / "mlflow.db") in first
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                    break
+            except requests.RequestException:
+                time.sleep(0.5)
+        else:
+            raise AssertionError("the MLflow UI did not answer")
+        assert requests.get(f"http://127.0.0.1:{port}/", timeout=5).status_code == 200
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
