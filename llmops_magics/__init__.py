@@ -8,10 +8,26 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from .config import configure, settings
+from .core.adapter_check import check_adapter
+from .core.adapter_report import AdapterReport
 from .core.llm import LlmResult, llm
+from .core.migration import Migration, migration
+from .core.vector_table import create_index, describe_table, search
+from .core.lineage_views import export_openlineage, lineage_cell, lineage_sync, lineage_table
+from .core.shadow import shadow
+from .core.shadow_result import ShadowResult
+from .core.review import ReviewSession, open_review
+from .core.prompts import PromptRef, register_prompt, resolve_prompt
+from .core.model_registry import ModelRef, list_models, register_model
+from .core.aliases import alias_history, move_alias
+from .core.pins import PinSet, check_pins, clear_pins, load_lock, pin, pins, save_lock, unpin
 from .errors import LlmopsError
+from .widgets import register_views as _register_views
 
-__all__ = ["__version__", "configure", "settings", "llm", "LlmResult", "LlmopsError",
+_register_views()  # core finds the review/plot views by name, never by import
+
+__all__ = ["__version__", "register_prompt", "resolve_prompt", "PromptRef", "register_model", "list_models", "ModelRef", "move_alias", "alias_history", "pin", "pins", "unpin", "clear_pins", "check_pins", "save_lock", "load_lock", "PinSet", "migration", "Migration", "create_index", "describe_table", "search", "configure", "settings", "check_adapter", "AdapterReport", "llm", "LlmResult", "shadow", "ShadowResult", "open_review", "ReviewSession", "LlmopsError",
+           "lineage_table", "lineage_cell", "lineage_sync", "export_openlineage",
            "load_ipython_extension", "unload_ipython_extension"]
 
 
@@ -21,6 +37,9 @@ def load_ipython_extension(ipython) -> None:
 
     for magics_class in MAGICS:
         ipython.register_magics(magics_class)
+    from .magics.lineage_hooks import install
+
+    install(ipython)
 
 
 def unload_ipython_extension(ipython) -> None:
@@ -28,6 +47,9 @@ def unload_ipython_extension(ipython) -> None:
     from .core.engines import release_all
     from .magics import MAGICS
 
+    from .magics.lineage_hooks import uninstall
+
+    uninstall(ipython)
     manager = ipython.magics_manager
     for magics_class in MAGICS:
         instance = manager.registry.pop(magics_class.__name__, None)

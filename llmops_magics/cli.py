@@ -31,8 +31,14 @@ def cmd_demo(args) -> int:
         print(f"no notebook at {notebook}: run the demo from the repository root", file=sys.stderr)
         return 2
     out = Path(args.output)
-    print(f"running {notebook} (the first run starts the vLLM engine: about a minute) ...")
-    executed = run_notebook(notebook, out, timeout=args.timeout)
+    # The notebook writes files (a trained adapter, a changed base) next to itself: run it
+    # in a scratch folder, with the stores in the repository's home as usual.
+    home = config.settings().home.resolve()
+    os.environ["LLMOPS_HOME"] = str(home)
+    workdir = home / "demo"
+    workdir.mkdir(parents=True, exist_ok=True)
+    print(f"running {notebook} in {workdir} (a few minutes on CPU; the first cell starts the engine) ...")
+    executed = run_notebook(notebook, out, timeout=args.timeout, cwd=workdir)
     print(summarize(executed))
     print(f"\nexecuted notebook: {out}\nopen it with: jupyter lab {out}")
     return 0

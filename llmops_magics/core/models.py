@@ -2,7 +2,7 @@
 
 A ref is ``default``, a local model folder, or a local PEFT adapter folder (its base
 comes from ``adapter_config.json``). Registered names (``chat``, ``chat/2``,
-``chat@champion``) are resolved by :mod:`llmops_magics.core.registry` when present.
+``chat@champion``) are resolved by :mod:`llmops_magics.core.model_registry`, which registers a resolver.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ class ResolvedModel:
     version: str | None = None
     kind: str = "chat"
     params: dict = field(default_factory=dict)
+    digest: str | None = None  # the registry's manifest digest, for registered models
 
     @property
     def label(self) -> str:

@@ -77,12 +77,14 @@ def log_run(
     params: dict,
     metrics: dict,
     tables: dict | None = None,
+    dicts: dict | None = None,
     cfg: Settings | None = None,
     experiment: str = EXPERIMENT,
 ) -> str:
     """Create one finished run in a fixed number of calls, whatever the data size.
 
-    ``tables`` maps an artifact file name (``cases.json``) to a column dict.
+    ``tables`` maps an artifact file name (``cases.json``) to a column dict;
+    ``dicts`` maps an artifact file name (``report.json``) to any JSON-ready dict.
     """
     from mlflow.entities import Metric, Param, RunTag
 
@@ -101,6 +103,8 @@ def log_run(
         )
         for name, data in (tables or {}).items():
             c.log_table(run_id, data=data, artifact_file=name)
+        for name, data in (dicts or {}).items():
+            c.log_dict(run_id, data, name)
         c.set_terminated(run_id)
         return run_id
     except TrackingError:

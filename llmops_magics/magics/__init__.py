@@ -1,7 +1,17 @@
 """IPython edge: parse arguments, call one core function, return a display object."""
 
+from .adapter import AdapterMagics
+from .lance import LanceMigrateMagics
+from .lineage import LineageMagics
 from .llm import LlmopsMagics
+from .shadow import ShadowMagics
+from .prompt import PromptMagics
+from .model import ModelMagics
+from .alias import AliasMagics
+from .pin import PinMagics
 
-MAGICS = (LlmopsMagics,)
+MAGICS = (LlmopsMagics, LanceMigrateMagics, AdapterMagics, ShadowMagics, LineageMagics,
+          PromptMagics, ModelMagics, AliasMagics, PinMagics,)
 
-__all__ = ["LlmopsMagics", "MAGICS"]
+__all__ = ["LlmopsMagics", "LanceMigrateMagics", "AdapterMagics", "ShadowMagics", "LineageMagics", "MAGICS",
+           "PromptMagics", "ModelMagics", "AliasMagics", "PinMagics"]

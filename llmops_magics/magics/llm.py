@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from IPython.core.magic import Magics, cell_magic, magics_class
-from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.core.magic_arguments import argument, magic_arguments
 from traitlets import Bool, Dict, Enum, Unicode, default, observe
 
 from .. import config
 from ..core.llm import llm as run_llm
+from ..core.prompts import parse_variables
+from .args import parse_line
 from .edge import user_errors
 
 
@@ -71,15 +73,18 @@ class LlmopsMagics(Magics):
     @argument("--each-line", action="store_true", help="One prompt per non-empty line.")
     @argument("--backend", choices=list(config.BACKENDS), default=None, help="Override the backend.")
     @argument("--no-log", action="store_true", help="Do not record an MLflow run.")
+    @argument("--prompt", default=None, help="Prompt ref, e.g. summarize@production (pins apply); the cell fills its unset variable.")
+    @argument("--var", action="append", default=[], help="Template variable NAME=VALUE (repeatable).")
     @cell_magic
     @user_errors
     def llm(self, line, cell):
         """Send the cell to a chat model; the result is shown and bound to ``_llm``."""
-        args = parse_argstring(self.llm, line)
+        args = parse_line(self.llm, line)
         result = run_llm(
             cell, model=args.model, system=args.system, max_tokens=args.max_tokens,
             temperature=args.temperature, seed=args.seed, each_line=args.each_line,
             backend=args.backend, log=not args.no_log,
+            prompt=args.prompt, variables=parse_variables(args.var),
         )
         self.shell.user_ns["_llm"] = result
         return result

@@ -1,0 +1,57 @@
+"""``%llm_alias``: move an alias of a prompt or model (recorded), or show who moved it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments
+
+from ..core.aliases import alias_history, move_alias
+from .args import Note, parse_line
+from .edge import user_errors
+
+
+@dataclass(frozen=True)
+class AliasCommand:
+    """One parsed ``%llm_alias`` line."""
+
+    kind: str  # "move" | "history"
+    target: str  # "prompt" | "model"
+    name: str
+    alias: str | None = None
+    version: str | None = None
+
+    @classmethod
+    def from_args(cls, args) -> "AliasCommand":
+        if args.history:
+            if args.version is not None:
+                raise UsageError("--history takes KIND NAME [ALIAS], e.g. %llm_alias --history prompt summarize")
+            return cls("history", args.kind, args.name, args.alias)
+        if args.alias is None or args.version is None:
+            raise UsageError(f"give ALIAS and VERSION, e.g. %llm_alias {args.kind} {args.name} production 4")
+        return cls("move", args.kind, args.name, args.alias, args.version)
+
+
+@magics_class
+class AliasMagics(Magics):
+    """``%llm_alias prompt summarize production 4`` and ``%llm_alias --history prompt summarize``."""
+
+    @magic_arguments()
+    @argument("kind", choices=["prompt", "model"], help="prompt or model.")
+    @argument("name", help="Prompt or model name.")
+    @argument("alias", nargs="?", default=None, help="Alias to move (e.g. production).")
+    @argument("version", nargs="?", default=None, help="Version the alias points to after the move.")
+    @argument("--history", action="store_true", help="Show who moved which alias, when, from and to.")
+    @line_magic
+    @user_errors
+    def llm_alias(self, line):
+        """Move an alias (recorded with who and when) or show the alias history."""
+        cmd = AliasCommand.from_args(parse_line(self.llm_alias, line))
+        if cmd.kind == "history":
+            return alias_history(cmd.target, cmd.name, cmd.alias)
+        moved = move_alias(cmd.target, cmd.name, cmd.alias, cmd.version)
+        if moved is None:
+            return Note(f"{cmd.target} {cmd.name}: {cmd.alias} already points to {cmd.version}; nothing moved")
+        return moved

@@ -1,0 +1,90 @@
+"""``%%shadow``: compare a candidate model with the primary on the same inputs."""
+
+from __future__ import annotations
+
+import json
+
+from IPython.core.magic import Magics, line_cell_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+
+from .. import config
+from ..core.shadow import ENGINE_PLANS, shadow as run_shadow
+from ..errors import BadInput
+from .edge import user_errors
+
+
+def parse_options(text: str | None, what: str) -> dict:
+    """``{"dtype": "bfloat16"}`` or ``dtype=bfloat16,enforce_eager=false`` -> dict."""
+    if not text:
+        return {}
+    text = text.strip()
+    if text.startswith("{"):
+        try:
+            value = json.loads(text)
+        except ValueError as e:
+            raise BadInput(f"{what} is not valid JSON ({e.msg}): e.g. '{{\"dtype\": \"bfloat16\"}}'") from None
+        if not isinstance(value, dict):
+            raise BadInput(f"{what} must be a JSON object")
+        return value
+    out = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, raw = part.partition("=")
+        if not sep or not key.strip():
+            raise BadInput(f"{what}: {part!r} is not NAME=VALUE (e.g. dtype=bfloat16)")
+        try:
+            out[key.strip()] = json.loads(raw)
+        except ValueError:
+            out[key.strip()] = raw.strip()
+    return out
+
+
+@magics_class
+class ShadowMagics(Magics):
+    """``%%shadow`` (``%shadow ... --inputs VAR`` as a line): the result is shown and bound to ``_shadow``."""
+
+    @magic_arguments()
+    @argument("--primary", required=True, help="Model ref in production now (e.g. chat@champion).")
+    @argument("--candidate", required=True, help="Model ref to compare (e.g. chat@challenger).")
+    @argument("--prompt", default=None, help="Prompt ref; inputs fill its template variables.")
+    @argument("--inputs", default=None, help="Name of a list or pandas DataFrame/Series in the namespace.")
+    @argument("--n", type=int, default=None, help="Compare a reproducible sample of N inputs.")
+    @argument("--sample-seed", type=int, default=0, help="Seed of the --n sample.")
+    @argument("--max-tokens", type=int, default=128, help="Most tokens per answer.")
+    @argument("--temperature", type=float, default=0.0, help="0 = greedy (same on both sides).")
+    @argument("--seed", type=int, default=0, help="Sampling seed (same on both sides).")
+    @argument("--judge", default=None, help="Chat model ref stating a pairwise preference per case.")
+    @argument("--name", default=None, help="Name of the comparison (MLflow run name).")
+    @argument("--system", default=None, help="System message for plain-text inputs.")
+    @argument("--primary-engine-args", default=None, help="Serving options of the primary, JSON or k=v,k=v.")
+    @argument("--candidate-engine-args", default=None, help="Serving options of the candidate, e.g. dtype=bfloat16.")
+    @argument("--engine-plan", choices=list(ENGINE_PLANS), default="auto", help="Two engines or one at a time.")
+    @argument("--memory-limit-gb", type=float, default=None, help="Memory two engines may use together.")
+    @argument("--threshold", action="append", default=[], help="NAME=VALUE, e.g. max_differing_rate=0.1.")
+    @argument("--backend", choices=list(config.BACKENDS), default=None, help="Override the backend.")
+    @argument("--no-log", action="store_true", help="Do not record an MLflow run.")
+    @line_cell_magic
+    @user_errors
+    def shadow(self, line, cell=None):
+        """Run both models over the inputs; show the verdict; bind ``_shadow``."""
+        args = parse_argstring(self.shadow, line)
+        result = run_shadow(
+            self._inputs(args.inputs, cell or ""), primary=args.primary, candidate=args.candidate,
+            prompt=args.prompt, n=args.n, sample_seed=args.sample_seed, max_tokens=args.max_tokens,
+            temperature=args.temperature, seed=args.seed, judge=args.judge, name=args.name,
+            system=args.system, engine_plan=args.engine_plan, memory_limit_gb=args.memory_limit_gb,
+            primary_engine_args=parse_options(args.primary_engine_args, "--primary-engine-args"),
+            candidate_engine_args=parse_options(args.candidate_engine_args, "--candidate-engine-args"),
+            backend=args.backend, log=not args.no_log,
+            **parse_options(",".join(args.threshold), "--threshold"),
+        )
+        self.shell.user_ns["_shadow"] = result
+        return result
+
+    def _inputs(self, var: str | None, cell: str):
+        if var is None:
+            return cell
+        if cell.strip():
+            raise BadInput("give inputs either in the cell or with --inputs, not both")
+        if var not in self.shell.user_ns:
+            raise BadInput(f"--inputs {var}: no variable named {var!r} in the notebook")
+        return self.shell.user_ns[var]

@@ -1,0 +1,34 @@
+"""Views of core results: the review widget and the shadow plots.
+
+Importing this package is cheap: anywidget and plotly load when a view is first used.
+:func:`register_views` hands core the viewers by name (core never imports widgets).
+"""
+
+from __future__ import annotations
+
+
+def _review(result, **options):
+    from .review import review_widget
+
+    return review_widget(result, **options)
+
+
+def _plot(result, **options):
+    from .plots import shadow_plots
+
+    return shadow_plots(result, **options)
+
+
+def _actions(result, bundle):
+    from .actions import with_actions
+
+    return with_actions(result, bundle)
+
+
+def register_views() -> None:
+    """Register ``review``, ``plot`` and the ShadowResult buttons with :mod:`llmops_magics.core.views`."""
+    from ..core.views import register_view
+
+    register_view("review", _review)
+    register_view("plot", _plot)
+    register_view("shadow:bundle", _actions)
