@@ -50,22 +50,7 @@ def default_model_dir() -> Path:
     return chat_model_dir(settings().model_cache, progress=False)
 
 
-class TestingShell:
-    """An IPython shell whose cells raise instead of printing tracebacks."""
-
-    def __init__(self):
-        from IPython.core.interactiveshell import InteractiveShell
-
-        self.ip = InteractiveShell.instance()
-        self.ip.history_manager.enabled = False
-
-    def run_cell(self, source: str):
-        result = self.ip.run_cell(source, store_history=True)
-        result.raise_error()
-        return result.result
-
-    def __getattr__(self, name):
-        return getattr(self.ip, name)
+from shell_testing import TestingShell  # noqa: E402  (tests/ is on sys.path)
 
 
 @pytest.fixture

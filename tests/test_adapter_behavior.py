@@ -36,11 +36,12 @@ def test_small_base_update_is_compatible_and_logged(family, tmp_path):
     from llmops_magics.core.tracking import client
 
     seen = []
-    events.subscribe(lambda kind, payload: seen.append((kind, payload)))
+    listener = lambda kind, payload: seen.append((kind, payload))  # noqa: E731
+    events.subscribe(listener)
     try:
         report = check_adapter(str(family["ad"]), base=str(family["update"]), probes=PROBES, max_new_tokens=8)
     finally:
-        events._listeners.clear()
+        events.unsubscribe(listener)  # only ours: pins and lineage listen too
     m = report.metrics
     assert report.verdict == "compatible", report.findings
     assert m["adapter_effect_kl"] > 0.05 and m["base_drift_kl"] > 0.01

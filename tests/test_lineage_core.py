@@ -96,6 +96,7 @@ def recorder(tmp_path):
 def test_recorder_captures_status_events_pins_and_redacts(recorder, tmp_path):
     pins = [{"kind": "prompt", "name": "summarize", "version": "4", "alias": "production", "alias_now": "4",
              "digest": "sha256:ab", "drift": False, "message": ""}]
+    previous = events._context.get("pins")
     events.provide_context("pins", lambda: pins)
     try:
         ok = _record(recorder, "x = 1", 1)
@@ -105,7 +106,10 @@ def test_recorder_captures_status_events_pins_and_redacts(recorder, tmp_path):
             "run_id": "0123456789abcdef", "experiment_id": "1", "latency_s": 0.5,
             "prompt": {"name": "summarize", "version": 4, "digest": "sha256:ab"}})])
     finally:
+        # Put back the real provider (core.pins) for the tests that come after.
         events._context.pop("pins", None)
+        if previous is not None:
+            events.provide_context("pins", previous)
     assert (ok.status, ok.error_type, ok.did_llm_work) == ("ok", None, False)
     assert (bad.status, bad.error_type, bad.error) == ("error", "ZeroDivisionError", "division by zero")
     assert PLANTED["openai"] not in bad.source and REDACTED in bad.source
@@ -128,11 +132,15 @@ def test_a_failing_pins_provider_cannot_hide_the_cell(recorder):
     def broken():
         raise RuntimeError("registry down")
 
+    previous = events._context.get("pins")
     events.provide_context("pins", broken)
     try:
         record = _record(recorder, "y = 2", 1)
     finally:
+        # Put back the real provider (core.pins) for the tests that come after.
         events._context.pop("pins", None)
+        if previous is not None:
+            events.provide_context("pins", previous)
     assert read_records(recorder.spool.path)[-1]["record_id"] == record.record_id
     assert record.pins == [] and "registry down" in record.context["context_error"]
 

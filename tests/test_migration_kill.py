@@ -34,7 +34,7 @@ def _nulls(db, name, column):
 
 def test_backfill_resumes_after_sigkill(tmp_path):
     db, name, col = str(tmp_path / "lancedb"), "kill", "vector_minilm_cls"
-    texts = [f"record {i}: {w}" for i, w in enumerate(["apples", "rivers", "engines", "poems", "storms"] * 40)]
+    texts = [f"record {i}: {w}" for i, w in enumerate(["apples", "rivers", "engines", "poems", "storms"] * 400)]
     llmops_magics.create_index(name, [{"text": t, "group": i % 7} for i, t in enumerate(texts)], db=db)
     before = {r["id"]: r for r in _table(db, name).to_arrow().to_pylist()}
     llmops_magics.migration(name, db=db, log=False).start("minilm-cls")

@@ -166,7 +166,7 @@ def test_any_prompt_cell_is_a_result_or_one_usage_error(shell_for_hypothesis, li
 
 @pytest.fixture(scope="module")
 def shell_for_hypothesis(llmops_home):
-    from conftest import TestingShell
+    from shell_testing import TestingShell
     from llmops_magics import config
     from llmops_magics.core import pins
     from llmops_magics.magics import MAGICS

@@ -160,8 +160,10 @@ def _public_uri(uri: str) -> str:
 
 def export_openlineage(path: str | Path, *, all_sessions: bool = False) -> ExportResult:
     """Write this session's records (or every session in the home) as OpenLineage RunEvents."""
-    from .openlineage import export_events
+    from .openlineage import check_destination, export_events
 
+    # A bad destination is the user's first problem to hear about, records or not.
+    check_destination(path)
     rec = current_recorder()
     if all_sessions or rec is None:
         files = spool_files(spool_dir(settings().home))

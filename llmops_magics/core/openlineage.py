@@ -109,13 +109,19 @@ def record_events(record: dict) -> list[dict]:
     return [start, end]
 
 
-def export_events(records: list[dict], path: str | Path) -> tuple[Path, int]:
-    """Write the RunEvents of ``records`` as JSON Lines (one event a line) to ``path``."""
+def check_destination(path: str | Path) -> Path:
+    """The export file, or a one-line BadInput when it cannot be written there."""
     path = Path(path).expanduser()
     if path.is_dir():
         raise BadInput(f"{path} is a folder: give a file path such as {path / 'lineage.jsonl'}")
     if not path.parent.exists():
         raise BadInput(f"folder {path.parent} does not exist: create it or export elsewhere")
+    return path
+
+
+def export_events(records: list[dict], path: str | Path) -> tuple[Path, int]:
+    """Write the RunEvents of ``records`` as JSON Lines (one event a line) to ``path``."""
+    path = check_destination(path)
     evs = [e for r in records for e in record_events(r)]
     path.write_text("".join(json.dumps(e, default=str) + "\n" for e in evs))
     return path, len(evs)
