@@ -41,9 +41,40 @@ def workdir(tmp_path, llmops_home):
 # What each notebook must show, by cell tag: (tag, substring that must appear).
 EXPECTED = {
     "quickstart.ipynb": [
+        ("prompt-v1", "registered summarize/1"),
+        ("model-v1", "registered chat/1"),
+        ("train-adapter", "adapter saved to adapters/in-short"),
+        ("model-v2", "registered chat/2"),
+        ("pins", "production"),
         ("llm-answer", "Paris"),
         ("llm-backend", "backend: vllm"),
         ("llm-each-line", "100"),
+        ("llm-prompt", "model chat/1"),
+        # The trained adapter prefixes every answer with "In short:": all cases differ.
+        ("shadow-verdict", "differing cases: 6 of 6"),
+        ("shadow-verdict", "verdict: worse"),
+        ("adapter-verdict", "adapter verdict: degraded"),
+        ("lance-shadow", "4 queries"),
+        ("lance-status", "cut_over"),
+        ("lance-search", "Bees make honey"),
+        ("lineage", "prompt summarize/1"),
+    ],
+    "prompts_and_pins.ipynb": [
+        ("p1", "registered summarize/1"),
+        ("p-unchanged", "unchanged: still summarize/1"),
+        ("p2", "registered summarize/2"),
+        ("m1", "registered chat/1"),
+        ("history", "production"),
+        ("drift", "production now points to 2; you are pinned to 1"),
+        ("check", "PinDrift"),
+        ("load", "summarize"),
+    ],
+    "lance_migration.ipynb": [
+        ("plan", "24 rows from default-embedding to smollm2-mean"),
+        ("status-open", "25"),
+        ("shadow", "3 queries"),
+        ("search-new", "Bees make honey"),
+        ("rollback", "rows"),
     ],
 }
 
