@@ -104,3 +104,17 @@ def test_quoted_options_lose_their_quotes(shell):
     direct = llmops_magics.llm("What is the capital of France?", max_tokens=8, log=False,
                                system="Answer in one word.")
     assert result.prompt_tokens == direct.prompt_tokens
+
+
+def test_results_link_their_run_when_a_ui_is_configured(shell):
+    plain = shell.run_cell("%%llm --max-tokens 8\nSay hi")
+    assert "MLflow run:" not in plain._repr_mimebundle_()["text/plain"]
+    shell.run_line_magic("config", "LlmopsMagics.ui_url = 'http://127.0.0.1:5000'")
+    result = shell.run_cell("%%llm --max-tokens 8\nSay hi")
+    from llmops_magics.core.tracking import client
+
+    experiment = client().get_run(result.run_id).info.experiment_id
+    url = f"http://127.0.0.1:5000/#/experiments/{experiment}/runs/{result.run_id}"
+    bundle = result._repr_mimebundle_()
+    assert f"MLflow run: {url}" in bundle["text/plain"]
+    assert f"href='{url}'" in bundle["text/html"]

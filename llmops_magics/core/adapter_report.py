@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from .display import esc, html_table, text_table
+from .display import esc, html_table, run_link, text_table
 
 SEVERITIES = ("breaking", "warning", "info")
 VERDICTS = ("compatible", "breaking", "degraded", "no-effect")
@@ -124,6 +124,7 @@ class AdapterReport:
         text = f"{title}\n{self._summary()}\n\n" + (text_table(headers, rows) if rows else "no findings")
         if self.metrics:
             text += "\n\n" + text_table(["metric", "value"], self._metric_rows())
+        link_text, link_html = run_link(self.run_id)
         color = _COLORS.get(self.verdict, "inherit")
         html = (
             f"<div class='llmops-adapter-check'><div><b>{esc(title)}</b></div>"
@@ -131,6 +132,8 @@ class AdapterReport:
             f" · {esc(self._summary())}</div>"
             + (html_table(headers, rows) if rows else "<div>no findings</div>")
             + (html_table(["metric", "value"], self._metric_rows()) if self.metrics else "")
+            + link_html
             + "</div>"
         )
+        text += link_text
         return {"text/plain": text, "text/html": html}

@@ -25,3 +25,24 @@ def text_table(headers: list[str], rows: list[list]) -> str:
     lines = ["  ".join(c[:w].ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def run_link(run_id: str | None) -> tuple[str, str]:
+    """``(text, html)`` linking ``run_id`` in the configured MLflow UI; empty without one.
+
+    Set ``LlmopsMagics.ui_url`` (``llmops-magics ui`` prints it) to turn links on.
+    """
+    from ..config import settings
+
+    cfg = settings()
+    if not run_id or not cfg.ui_url:
+        return "", ""
+    from .tracking import client
+
+    try:
+        experiment = client(cfg).get_run(run_id).info.experiment_id
+    except Exception:  # a display must not fail because the store moved
+        return "", ""
+    url = cfg.run_url(experiment, run_id)
+    return (f"\nMLflow run: {url}",
+            f"<div><a href='{esc(url)}' target='_blank' rel='noopener'>open run {esc(run_id[:8])} in the MLflow UI</a></div>")

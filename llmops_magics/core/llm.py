@@ -9,7 +9,7 @@ from ..backends.base import GenerationRequest, GenerationResult, Sampling
 from ..config import Settings, settings
 from ..errors import BadInput
 from . import events
-from .display import esc, html_table, text_table
+from .display import esc, html_table, run_link, text_table
 from .engines import get_generator
 from .models import ResolvedModel, resolve_model
 
@@ -66,8 +66,10 @@ class LlmResult:
             rows = [[p, r.text, r.completion_tokens] for p, r in zip(self.prompts, self.results)]
             text = text_table(["prompt", "answer", "tokens"], rows) + f"\n\n{self._summary()}"
             body = html_table(["prompt", "answer", "tokens"], rows)
-        html = f"<div class='llmops-llm'>{body}<div style='opacity:.7;font-size:85%'>{esc(self._summary())}</div></div>"
-        return {"text/plain": text, "text/html": html}
+        link_text, link_html = run_link(self.run_id)
+        html = (f"<div class='llmops-llm'>{body}<div style='opacity:.7;font-size:85%'>{esc(self._summary())}</div>"
+                f"{link_html}</div>")
+        return {"text/plain": text + link_text, "text/html": html}
 
     def to_pandas(self):
         import pandas as pd

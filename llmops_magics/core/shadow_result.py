@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..backends.base import Sampling
-from .display import esc, html_table, text_table
+from .display import esc, html_table, run_link, text_table
 from .stats import Check, Thresholds, Verdict
 
 _COLOURS = {"equivalent": "#1a7f37", "better": "#1a7f37", "worse": "#cf222e", "inconclusive": "#9a6700"}
@@ -130,6 +130,7 @@ class ShadowResult:
         text += ["", text_table(check_headers, self._check_rows())]
         if cases:
             text += ["", "most divergent cases:", text_table(case_headers, cases)]
+        link_text, link_html = run_link(self.run_id)
         colour = _COLOURS.get(self.label, "inherit")
         reasons = "".join(f"<li>{esc(r)}</li>" for r in self.verdict.reasons)
         html = (
@@ -140,11 +141,13 @@ class ShadowResult:
             + html_table(check_headers, self._check_rows(), cls="llmops-shadow-checks")
             + (f"<div style='margin-top:.5em'><b>most divergent cases</b></div>"
                + html_table(case_headers, cases, cls="llmops-shadow-cases") if cases else "")
+            + link_html
             + "</div>"
         )
+        text.append(link_text)
         from . import views  # a registered decorator may add a "Review" button (issue #6)
 
-        return views.decorate("shadow", self, {"text/plain": "\n".join(text), "text/html": html})
+        return views.decorate("shadow", self, {"text/plain": "\n".join(text).rstrip(), "text/html": html})
 
 
 def _short(text, width: int = 80) -> str:
