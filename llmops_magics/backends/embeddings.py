@@ -23,7 +23,9 @@ class SentenceEmbedder:
         with quiet_libraries():
             self._model = SentenceTransformer(str(path), device=device or "cpu", local_files_only=True)
         self.path = str(path)
-        self.dimension = int(self._model.get_sentence_embedding_dimension())
+        # sentence-transformers 5.x renamed the method; older releases only have the old name.
+        dimension = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
+        self.dimension = int(dimension())
 
     def embed(self, texts: Sequence[str], *, batch_size: int = 64):
         """Embed ``texts`` -> ``np.ndarray`` of shape (n, dimension)."""
