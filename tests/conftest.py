@@ -101,3 +101,26 @@ def mlflow_server(tmp_path_factory):
     server = MlflowServer(tmp_path_factory.mktemp("mlflow-server")).start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def record_events():
+    """``record_events(kind)`` -> a list that fills with the payloads of that core event."""
+    from llmops_magics.core import events
+
+    listeners = []
+
+    def start(kind: str) -> list:
+        seen = []
+
+        def listen(k, payload):
+            if k == kind:
+                seen.append(payload)
+
+        events.subscribe(listen)
+        listeners.append(listen)
+        return seen
+
+    yield start
+    for listen in listeners:
+        events.unsubscribe(listen)

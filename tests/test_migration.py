@@ -14,7 +14,7 @@ import pytest
 from IPython.core.error import UsageError
 
 import llmops_magics
-from llmops_magics.core import events, tracking
+from llmops_magics.core import tracking
 from llmops_magics.core.embedders import get_embedder
 from llmops_magics.core.vector_table import MixedVectorSpaces, search_vector
 from llmops_magics.errors import BadInput
@@ -44,16 +44,8 @@ def db(tmp_path):
 
 
 @pytest.fixture
-def recorded():
-    seen = []
-
-    def listen(kind, payload):
-        if kind == "migration_step":
-            seen.append(payload)
-
-    events.subscribe(listen)
-    yield seen
-    events.unsubscribe(listen)
+def recorded(record_events):
+    return record_events("migration_step")
 
 
 def test_whole_flow_to_another_model(db, recorded):

@@ -11,7 +11,7 @@ import pytest
 from IPython.core.error import UsageError
 
 import llmops_magics
-from llmops_magics.core import engines, events
+from llmops_magics.core import engines
 from llmops_magics.errors import BadInput
 
 pytestmark = pytest.mark.vllm
@@ -40,16 +40,8 @@ def json_case(country: str) -> dict:
 
 
 @pytest.fixture
-def shadow_events():
-    seen = []
-
-    def listen(kind, payload):
-        if kind == "shadow":
-            seen.append(payload)
-
-    events.subscribe(listen)
-    yield seen
-    events.unsubscribe(listen)
+def shadow_events(record_events):
+    return record_events("shadow")
 
 
 def test_candidate_identical_to_primary_is_equivalent(shadow_events):
