@@ -171,6 +171,44 @@ def test_dual_writes_during_backfill_are_not_lost(db):
     assert np.allclose([r["vector"] for r in added], get_embedder().embed(new_texts), atol=1e-4)
 
 
+def test_a_row_edited_during_backfill_keeps_its_edit(db, monkeypatch):
+    """The backfill reads whole rows from a snapshot; an edit made after that snapshot
+    must never be reverted by the merge, and the edited row is embedded from its new text
+    on the next pass."""
+    from llmops_magics.core.migration import Migration
+
+    llmops_magics.create_index("e", [{"text": t, "group": i % 3} for i, t in enumerate(TEXTS[:8])], db=db)
+    m = llmops_magics.migration("e", db=db, log=False)
+    m.start("minilm-cls")
+    real_target = Migration._target
+    edited = "edited: owls hunt at night"
+
+    class EditsWhileEmbedding:
+        """The real embedder; its first call is when another writer edits a row of that batch."""
+
+        def __init__(self, emb):
+            self.emb, self.spec, self.done = emb, emb.spec, False
+
+        def embed(self, texts, **kw):
+            if not self.done:
+                self.done = True
+                open_raw(db, "e").update(where=f"id = {TEXTS.index(texts[0])}", values={"text": edited})
+            return self.emb.embed(texts, **kw)
+
+    monkeypatch.setattr(Migration, "_target", lambda self, state: EditsWhileEmbedding(real_target(self, state)))
+    first = m.backfill(batch=4, progress=False)
+    assert first.details["rows_changed_meanwhile"] == 1 and first.details["rows_left"] == 1
+    assert "run backfill again" in first.summary
+    rows = rows_by_id(open_raw(db, "e"))
+    (row,) = [r for r in rows.values() if r["text"] == edited]
+    assert row["vector_minilm_cls"] is None and row["group"] == row["id"] % 3
+    monkeypatch.setattr(Migration, "_target", real_target)
+    m.backfill(batch=4, progress=False)
+    row = rows_by_id(open_raw(db, "e"))[row["id"]]
+    assert np.allclose(row["vector_minilm_cls"], get_embedder("minilm-cls").embed([edited])[0], atol=1e-4)
+    assert len(rows) == 8
+
+
 def _capture(errors, fn, **kw):
     try:
         fn(**kw)

@@ -10,9 +10,11 @@ Why the steps are safe:
 * ``start`` tags the current version (the rollback point) before adding the new
   nullable column, so ``rollback`` before cutover is one ``restore`` of that tag.
 * ``backfill`` reads only rows whose new vector is null, from one snapshot, and writes
-  each batch with a merge that only fills rows still null: a rerun after a crash picks
-  up where the last committed batch ended, and a row dual-written by ``add`` in the
-  meantime is never overwritten. Each batch is one atomic LanceDB commit.
+  each batch with a merge that only fills rows still null and otherwise unchanged: a
+  rerun after a crash picks up where the last committed batch ended, and a row
+  dual-written by ``add`` or edited in the meantime is never overwritten. Each batch is
+  one atomic LanceDB commit, found through an index on the id column so memory follows
+  the batch, not the table.
 * ``cutover`` only flips which column is active (metadata); ``finish`` is the one step
   that destroys anything, and it asks first.
 """
@@ -40,6 +42,9 @@ from .vector_table import (
 
 STEPS = ("plan", "start", "backfill", "index", "shadow", "cutover", "rollback", "finish", "status")
 OPEN = ("started", "cut_over")
+# Rows a backfill merge rewrites fall outside the id index and every later merge scans
+# them; rebuilding the index this often keeps that scan (and its memory) bounded.
+REINDEX_ROWS = 16384
 
 
 @dataclass
@@ -215,12 +220,13 @@ class Migration:
         col = state["to_column"]
         emb = self._target(state)
         before = t.version
-        todo = t.count_rows(f"{col} IS NULL")
+        todo = t.count_rows(f"{lance.quote(col)} IS NULL")
         from tqdm.auto import tqdm
 
         bar = tqdm(total=todo, desc=f"backfill {self.name}.{col}", disable=not progress or todo == 0)
+        lance.key_index(t, lay.id_column)
         pending: queue.Queue = queue.Queue(maxsize=1)
-        written = {"rows": 0, "commits": 0}
+        written = {"rows": 0, "skipped": 0, "commits": 0, "since_index": 0}
         failure: list[BaseException] = []
 
         def writer():
@@ -228,9 +234,14 @@ class Migration:
                 if failure:
                     continue
                 try:
-                    t.merge_insert(lay.id_column).when_matched_update_all(where=f"target.{col} IS NULL").execute(item)
-                    written["rows"] += item.num_rows
+                    if written["since_index"] >= REINDEX_ROWS:
+                        lance.key_index(t, lay.id_column, rebuild=True)
+                        written["since_index"] = 0
+                    n = lance.fill_where_unchanged(t, lay.id_column, col, item)
+                    written["rows"] += n
+                    written["skipped"] += item.num_rows - n
                     written["commits"] += 1
+                    written["since_index"] += item.num_rows
                     bar.update(item.num_rows)
                 except BaseException as e:  # surfaced in the caller's thread below
                     failure.append(e)
@@ -240,7 +251,10 @@ class Migration:
         t0 = time.perf_counter()
         batches = 0
         try:
-            reader = t.search().where(f"{col} IS NULL").select([lay.id_column, lay.text_column]).to_batches(batch)
+            # Whole rows (all but the new column): the merge writes a row back only if
+            # nothing in it changed since this snapshot, see lance.fill_where_unchanged.
+            others = [c for c in t.schema.names if c != col]
+            reader = t.search().where(f"{lance.quote(col)} IS NULL").select(others).to_batches(batch)
             for rb in reader:
                 if failure or (max_batches is not None and batches >= max_batches):
                     break
@@ -249,8 +263,9 @@ class Migration:
                 import pyarrow as pa
 
                 vectors = emb.embed(rb.column(lay.text_column).to_pylist(), batch_size=min(batch, 64))
-                pending.put(pa.table({lay.id_column: rb.column(lay.id_column),
-                                      col: vectors_array(vectors, emb.spec.dimension)}))
+                rows = pa.Table.from_batches([rb]).append_column(t.schema.field(col),
+                                                                 vectors_array(vectors, emb.spec.dimension))
+                pending.put(rows.select(t.schema.names))
                 batches += 1
         finally:
             pending.put(None)
@@ -259,11 +274,14 @@ class Migration:
         if failure:
             raise failure[0]
         elapsed = time.perf_counter() - t0
-        left = self._fresh().count_rows(f"{col} IS NULL")
-        details = {"column": col, "rows_embedded": written["rows"], "commits": written["commits"],
-                   "rows_left": left, "seconds": round(elapsed, 2),
+        left = self._fresh().count_rows(f"{lance.quote(col)} IS NULL")
+        details = {"column": col, "rows_embedded": written["rows"], "rows_changed_meanwhile": written["skipped"],
+                   "commits": written["commits"], "rows_left": left, "seconds": round(elapsed, 2),
                    "rows_per_s": round(written["rows"] / elapsed, 1) if elapsed > 0 else 0.0}
         summary = f"{written['rows']} rows embedded, {left} left" + ("" if left else ": ready for shadow and cutover")
+        if written["skipped"]:
+            summary += (f"; {written['skipped']} rows changed while this ran were left as they are now: "
+                        "run backfill again to embed their new text")
         return self._record("backfill", before, summary, details)
 
     def index(self, *, min_rows: int = 5000, index_type: str = "IVF_PQ") -> StepResult:
