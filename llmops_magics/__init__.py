@@ -11,6 +11,7 @@ from .config import configure, settings
 from .core.adapter_check import check_adapter
 from .core.adapter_report import AdapterReport
 from .core.llm import LlmResult, llm
+from .core.engine_list import engine_log, list_engines, stop_engine
 from .core.migration import Migration, migration
 from .core.vector_table import create_index, describe_table, search
 from .core.lineage_views import export_openlineage, lineage_cell, lineage_sync, lineage_table
@@ -26,7 +27,7 @@ from .widgets import register_views as _register_views
 
 _register_views()  # core finds the review/plot views by name, never by import
 
-__all__ = ["__version__", "register_prompt", "resolve_prompt", "PromptRef", "register_model", "list_models", "ModelRef", "move_alias", "alias_history", "pin", "pins", "unpin", "clear_pins", "check_pins", "save_lock", "load_lock", "PinSet", "migration", "Migration", "create_index", "describe_table", "search", "configure", "settings", "check_adapter", "AdapterReport", "llm", "LlmResult", "shadow", "ShadowResult", "open_review", "ReviewSession", "LlmopsError",
+__all__ = ["__version__", "register_prompt", "resolve_prompt", "PromptRef", "register_model", "list_models", "ModelRef", "move_alias", "alias_history", "pin", "pins", "unpin", "clear_pins", "check_pins", "save_lock", "load_lock", "PinSet", "migration", "Migration", "create_index", "describe_table", "search", "configure", "settings", "check_adapter", "AdapterReport", "llm", "LlmResult", "list_engines", "stop_engine", "engine_log", "shadow", "ShadowResult", "open_review", "ReviewSession", "LlmopsError",
            "lineage_table", "lineage_cell", "lineage_sync", "export_openlineage",
            "load_ipython_extension", "unload_ipython_extension"]
 

@@ -55,6 +55,10 @@ class Settings:
         Show vLLM / transformers log lines in the output instead of the log file.
     ui_url : str
         Base URL of an MLflow UI showing this store; results then link their runs.
+    mlflow_timeout_s : float
+        Most seconds MLflow may add to one command (all its calls together); past it,
+        or once MLflow fails, the command goes on without MLflow and keeps what it
+        would have written until MLflow answers again.
     """
 
     home: Path = Path(".llmops")
@@ -66,6 +70,7 @@ class Settings:
     engine_args: dict = field(default_factory=dict)
     verbose: bool = False
     ui_url: str = ""
+    mlflow_timeout_s: float = 10.0
 
     def __post_init__(self):
         if self.backend not in BACKENDS:
@@ -81,6 +86,13 @@ class Settings:
         object.__setattr__(self, "model_cache", Path(self.model_cache).expanduser())
         if not isinstance(self.engine_args, dict):
             raise ConfigError("engine_args must be a dict, e.g. {'enforce_eager': False}")
+        try:
+            timeout = float(self.mlflow_timeout_s)
+        except (TypeError, ValueError):
+            timeout = -1.0
+        if not timeout > 0:
+            raise ConfigError(f"mlflow_timeout_s must be a number of seconds above 0, got {self.mlflow_timeout_s!r}")
+        object.__setattr__(self, "mlflow_timeout_s", timeout)
 
     @property
     def resolved_tracking_uri(self) -> str:
@@ -110,6 +122,7 @@ def _from_env() -> Settings:
         ("default_model", "LLMOPS_DEFAULT_MODEL"),
         ("model_cache", "LLMOPS_MODEL_CACHE"),
         ("ui_url", "LLMOPS_UI_URL"),
+        ("mlflow_timeout_s", "LLMOPS_MLFLOW_TIMEOUT_S"),
     ):
         if env.get(var):
             kw[name] = env[var]

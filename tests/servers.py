@@ -1,8 +1,10 @@
-"""Real server processes for tests: an `mlflow server` on loopback that can be stopped
-and restarted on the same port and store (for outage tests)."""
+"""Real processes for tests: an `mlflow server` on loopback that can be stopped, frozen
+and restarted on the same port and store (for outage tests), a socket that accepts and
+never answers, and a real Jupyter kernel driven cell by cell."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -55,12 +57,88 @@ class MlflowServer:
         self.stop()
         raise RuntimeError(f"mlflow server did not answer in {timeout_s} s")
 
+    def freeze(self) -> None:
+        """SIGSTOP: the port still accepts connections (the kernel queues them), nothing answers."""
+        os.killpg(self.proc.pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGCONT)
+
+    def kill(self) -> None:
+        """SIGKILL: connections are refused until :meth:`start` again (same port, same store)."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGCONT)  # a frozen server cannot handle SIGTERM
         os.killpg(self.proc.pid, signal.SIGTERM)
         try:
             self.proc.wait(20)
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
+
+
+class SilentServer:
+    """A TCP port that accepts connections and never answers: a hung server or proxy."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(128)
+        self.port = self.sock.getsockname()[1]
+
+    @property
+    def uri(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class Kernel:
+    """A real ipykernel; ``run`` sends one cell (with a cell id, as JupyterLab does)."""
+
+    def __init__(self, env: dict, cwd: Path):
+        from jupyter_client import KernelManager
+
+        self.km = KernelManager(kernel_name="python3")
+        self.km.start_kernel(env=env, cwd=str(cwd))
+        self.kc = self.km.client()
+        self.kc.start_channels()
+        self.kc.wait_for_ready(timeout=120)
+
+    def run(self, code: str, cell_id: str | None = None, timeout: float = 300):
+        content = {"code": code, "silent": False, "store_history": True, "user_expressions": {},
+                   "allow_stdin": False, "stop_on_error": False}
+        msg = self.kc.session.msg("execute_request", content, metadata={"cellId": cell_id} if cell_id else {})
+        self.kc.shell_channel.send(msg)
+        msg_id = msg["header"]["msg_id"]
+        outputs = []
+        while True:
+            m = self.kc.get_iopub_msg(timeout=timeout)
+            if m["parent_header"].get("msg_id") != msg_id:
+                continue
+            if m["msg_type"] in ("display_data", "execute_result", "stream", "error"):
+                outputs.append({"type": m["msg_type"], **m["content"]})
+            elif m["msg_type"] == "status" and m["content"]["execution_state"] == "idle":
+                break
+        while True:
+            reply = self.kc.get_shell_msg(timeout=timeout)
+            if reply["parent_header"].get("msg_id") == msg_id:
+                return reply["content"], outputs
+
+    def text(self, code: str, cell_id: str | None = None) -> str:
+        reply, outputs = self.run(code, cell_id)
+        parts = [o.get("text") or o.get("data", {}).get("text/plain", "") for o in outputs]
+        parts += [f"{o['ename']}: {o['evalue']}" for o in outputs if o["type"] == "error"]
+        return "\n".join(parts)
+
+    def stop(self) -> None:
+        self.kc.stop_channels()
+        if self.km.is_alive():
+            self.km.shutdown_kernel(now=True)

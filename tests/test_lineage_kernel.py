@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from servers import MlflowServer  # noqa: E402
+from servers import Kernel, MlflowServer  # noqa: E402
 from test_lineage_core import PLANTED, _validator  # noqa: E402
 
 from llmops_magics.core.lineage_ship import EXPERIMENT, RECORDS_FILE, TABLE_FILE  # noqa: E402
@@ -27,50 +27,6 @@ NOTEBOOK = "analysis/summaries.ipynb"
 ENV_SECRET = "svc-" + uuid.uuid4().hex  # the value of a secret-looking env variable
 
 pytestmark = pytest.mark.slow
-
-
-class Kernel:
-    """A real ipykernel; ``run`` sends one cell (with a cell id, as JupyterLab does)."""
-
-    def __init__(self, env: dict, cwd: Path):
-        from jupyter_client import KernelManager
-
-        self.km = KernelManager(kernel_name="python3")
-        self.km.start_kernel(env=env, cwd=str(cwd))
-        self.kc = self.km.client()
-        self.kc.start_channels()
-        self.kc.wait_for_ready(timeout=120)
-
-    def run(self, code: str, cell_id: str | None = None, timeout: float = 300):
-        content = {"code": code, "silent": False, "store_history": True, "user_expressions": {},
-                   "allow_stdin": False, "stop_on_error": False}
-        msg = self.kc.session.msg("execute_request", content, metadata={"cellId": cell_id} if cell_id else {})
-        self.kc.shell_channel.send(msg)
-        msg_id = msg["header"]["msg_id"]
-        outputs = []
-        while True:
-            m = self.kc.get_iopub_msg(timeout=timeout)
-            if m["parent_header"].get("msg_id") != msg_id:
-                continue
-            if m["msg_type"] in ("display_data", "execute_result", "stream", "error"):
-                outputs.append({"type": m["msg_type"], **m["content"]})
-            elif m["msg_type"] == "status" and m["content"]["execution_state"] == "idle":
-                break
-        while True:
-            reply = self.kc.get_shell_msg(timeout=timeout)
-            if reply["parent_header"].get("msg_id") == msg_id:
-                return reply["content"], outputs
-
-    def text(self, code: str, cell_id: str | None = None) -> str:
-        reply, outputs = self.run(code, cell_id)
-        parts = [o.get("text") or o.get("data", {}).get("text/plain", "") for o in outputs]
-        parts += [f"{o['ename']}: {o['evalue']}" for o in outputs if o["type"] == "error"]
-        return "\n".join(parts)
-
-    def stop(self) -> None:
-        self.kc.stop_channels()
-        if self.km.is_alive():
-            self.km.shutdown_kernel(now=True)
 
 
 def _env(home: Path, tracking_uri: str) -> dict:

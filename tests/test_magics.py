@@ -59,10 +59,10 @@ def test_python_api_configure_rejects_unknown_backend():
     "cell, message",
     [
         ("%%llm --model /no/such/model\nhi", "ModelNotFound: unknown model '/no/such/model'"),
-        ("%%llm --max-tokens 0\nhi", "--max-tokens must be at least 1"),
-        ("%%llm --temperature -1\nhi", "--temperature must be 0 or more"),
+        ("%%llm --max-tokens 0\nhi", "--max-tokens 0: must be a whole number of at least 1 (e.g. --max-tokens 64)"),
+        ("%%llm --temperature -1\nhi", "--temperature -1: must be a number of at least 0 (e.g. --temperature 0.7)"),
         ("%%llm\n   \n", "the cell is empty"),
-        ("%%llm --max-tokens lots\nhi", "invalid int value"),
+        ("%%llm --max-tokens lots\nhi", "--max-tokens lots: must be a whole number"),
         ("%%llm --backend tgi\nhi", "invalid choice"),
         ("%%llm --model default-embedding\nhi", "is an embedding model"),
     ],

@@ -25,7 +25,7 @@ QUESTIONS = ["What is the capital of France?", "Name a primary colour.", "What i
 @pytest.fixture(scope="module")
 def shadow_result(lora_adapter):
     return llmops_magics.shadow(QUESTIONS, primary="default", candidate=str(lora_adapter), max_tokens=16,
-                                name="review-test")
+                                name="review-test", adapter_mode="lora")
 
 
 def synthetic_rows(n: int) -> list[dict]:
@@ -194,7 +194,7 @@ def test_mlflow_alone_is_enough_to_resume_and_an_outage_keeps_the_spool(shadow_r
     # MLflow down: the vote is kept locally and the view says so in one line.
     down = configure(home=tmp_path / "down-home", tracking_uri=f"http://127.0.0.1:{free_port()}")
     offline = ReviewSession(shadow_result.rows, run_id=shadow_result.run_id, seed=3, cfg=down)
-    assert "no MLflow server answers" in offline.sync_error
+    assert "does not answer" in offline.sync_error
     offline.vote("skip")
     assert "saved locally" in offline.sync_error and "\n" not in offline.sync_error
     assert offline.spool_path.read_text().count('"vote": "skip"') == 1

@@ -75,7 +75,7 @@ def test_lora_candidate_differences_are_found_and_reported(shell, lora_adapter):
     register_model("shadow-chat", "default", alias="champion")
     register_model("shadow-chat", "default", adapter=str(lora_adapter), alias="challenger")
     result = shell.run_cell("%%shadow --primary shadow-chat@champion --candidate shadow-chat@challenger "
-                            "--max-tokens 8\n" + "\n".join(FEW))
+                            "--max-tokens 8 --adapter-mode lora\n" + "\n".join(FEW))
     assert shell.user_ns["_shadow"] is result
     assert (result.primary, result.candidate) == ("shadow-chat/1", "shadow-chat/2")
     assert result.params["candidate_adapter_digest"] and not result.params["primary_adapter"]
@@ -97,7 +97,7 @@ def test_lora_candidate_differences_are_found_and_reported(shell, lora_adapter):
 def test_json_schema_candidate_breaking_the_format_is_worse(lora_adapter):
     cases = [json_case(c) for c in COUNTRIES[:8]]
     result = llmops_magics.shadow(cases, primary="default", candidate=str(lora_adapter), max_tokens=12,
-                                  response_format=SCHEMA, log=False)
+                                  response_format=SCHEMA, log=False, adapter_mode="lora")
     fmt = result.verdict.check("format validity")
     assert result.aggregates["primary_format_valid_rate"] >= 0.9
     assert result.aggregates["candidate_format_valid_rate"] <= 0.1
@@ -151,9 +151,10 @@ def test_judge_gives_pairwise_preferences():
     ("%%shadow --primary default --candidate default --judge /no/judge\nhi", "judge '/no/judge' is unavailable"),
     ("%%shadow --primary default --candidate default\n{\"prompt\": oops}", "input line 1 looks like JSON"),
     ("%%shadow --primary default --candidate default\n{\"topic\": \"x\"}", "input row 0"),
-    ("%%shadow --primary default --candidate default --threshold nonsense=1\nhi", "unknown option(s) nonsense"),
+    ("%%shadow --primary default --candidate default --threshold nonsense=1\nhi",
+     "--threshold nonsense=1: is not a threshold"),
     ("%%shadow --primary default --candidate default --candidate-engine-args dtype\nhi", "is not NAME=VALUE"),
-    ("%%shadow --primary default --candidate default --n 0\nhi\nho", "--n must be at least 1"),
+    ("%%shadow --primary default --candidate default --n 0\nhi\nho", "--n 0: must be a whole number of at least 1"),
 ])
 def test_bad_input_is_one_line(shell, cell, message):
     with pytest.raises(UsageError) as err:
@@ -176,7 +177,7 @@ def test_prompt_with_response_format_turns_on_format_check(lora_adapter):
     chat = json_case("{{country}}")["messages"]  # a chat template with two worked examples
     prompts.register_prompt("shadow-test-json", chat, response_format=SCHEMA)
     result = llmops_magics.shadow(COUNTRIES[:4], primary="default", candidate=str(lora_adapter),
-                                  prompt="shadow-test-json", max_tokens=12)
+                                  prompt="shadow-test-json", max_tokens=12, adapter_mode="lora")
     assert result.params["prompt"].startswith("shadow-test-json/")
     assert result.rows[0]["prompt"] == "What is the capital of France? Reply in JSON."
     assert "format validity" in [c.name for c in result.checks], "the prompt's schema turns the check on"
@@ -201,14 +202,16 @@ def test_tracking_calls_do_not_grow_with_cases(mlflow_server):
 
 
 def test_serving_config_change_of_the_same_weights_is_a_candidate():
-    """float32 vs vLLM's default for this fp32 checkpoint on CPU (dtype auto downcasts it to
-    bfloat16): same weights, another engine, other greedy outputs."""
-    kwargs = dict(primary="default", candidate="default", candidate_engine_args={"dtype": "float32"},
+    """bfloat16 vs the CPU default (float32) for this fp32 checkpoint: same weights,
+    another engine, other greedy outputs; the result says the dtypes differ."""
+    kwargs = dict(primary="default", candidate="default", candidate_engine_args={"dtype": "bfloat16"},
                   max_tokens=16, log=False)
     together = llmops_magics.shadow(MANY[:16], **kwargs)
     assert together.params["engine_plan"] == "together"
-    assert json.loads(together.params["candidate_engine_args"])["dtype"] == "float32"
-    assert together.differing_cases, "float32 changed greedy outputs of some prompts"
+    assert json.loads(together.params["candidate_engine_args"])["dtype"] == "bfloat16"
+    assert (together.params["primary_dtype"], together.params["candidate_dtype"]) == ("float32", "bfloat16")
+    assert any("different dtypes" in n for n in together.notes)
+    assert together.differing_cases, "bfloat16 changed greedy outputs of some prompts"
     assert together.label != "equivalent"
     # Not enough memory for two: one engine at a time, the first released; same batches,
     # same outputs.
@@ -218,6 +221,6 @@ def test_serving_config_change_of_the_same_weights_is_a_candidate():
     assert len(engines.loaded_engines()) == before - 1
     assert [r["candidate_output"] for r in apart.rows] == [r["candidate_output"] for r in together.rows]
     assert [r["primary_output"] for r in apart.rows] == [r["primary_output"] for r in together.rows]
-    for gen in engines.loaded_engines():  # give the float32 engine's memory back
-        if dict(gen.key.options).get("dtype") == "float32":
+    for gen in engines.loaded_engines():  # give the bfloat16 engine's memory back
+        if dict(gen.key.options).get("dtype") == "bfloat16":
             engines.release(gen)

@@ -19,6 +19,9 @@ class OpenAIGenerator:
     """Chat completions against ``endpoint`` (``http://host:port/v1``)."""
 
     backend = "openai"
+    # A remote server does not say which dtype or device it serves with.
+    dtype = "remote"
+    device = "remote"
 
     def __init__(self, endpoint: str, model: str | None = None, *, api_key: str = "", concurrency: int = 16,
                  timeout_s: float = 300.0):

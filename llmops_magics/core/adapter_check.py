@@ -7,13 +7,14 @@ only when nothing is breaking, since a shape mismatch would not even load.
 from __future__ import annotations
 
 import hashlib
+import time
 from pathlib import Path
 
 from ..backends import safetensors_header as st
 from ..backends.files import sha256_file
 from ..config import Settings, settings
-from ..errors import BadInput
-from . import events
+from ..errors import BadInput, TrackingError
+from . import events, options, tracking
 from .adapter_behavior import behavior_check, load_probes
 from .adapter_report import AdapterReport, Finding
 from .adapter_static import adapter_config, static_check
@@ -47,6 +48,7 @@ def _behavior_backend(backend: str | None, cfg: Settings) -> str:
     return backend
 
 
+@tracking.bounded_command
 def check_adapter(
     adapter: str,
     *,
@@ -89,6 +91,9 @@ def check_adapter(
     AdapterReport
     """
     cfg = cfg or settings()
+    started = time.time()
+    checked = options.check(max_lora_rank=max_lora_rank, max_new_tokens=max_new_tokens)
+    max_lora_rank, max_new_tokens = checked["max_lora_rank"], checked["max_new_tokens"]
     backend = _behavior_backend(backend, cfg)
     adapter_path, trained_on = _resolve_adapter(adapter, cfg)
     base_path = Path(resolve_model(base, cfg=cfg).base_path)
@@ -109,9 +114,14 @@ def check_adapter(
         report.findings.append(Finding("info", "behavior", "adapter", message=f"behavioral check skipped: {why}"))
     if log:
         report.digests = _digests(adapter_path, base_path, old_path, cfg)
-        report.run_id = _log(report, max_lora_rank, cfg)
+        try:
+            report.run_id = _log(report, max_lora_rank, cfg, started, time.time())
+        except TrackingError as e:  # the report stands; the run waits in the home
+            report.warnings.append(str(e))
+            report.run_key = getattr(e, "key", None)
     events.emit("adapter_check", {"adapter": adapter, "base": base, "verdict": report.verdict,
-                                  "run_id": report.run_id, "findings": len(report.findings)})
+                                  "run_id": report.run_id, "run_key": report.run_key,
+                                  "findings": len(report.findings)})
     return report
 
 
@@ -126,12 +136,10 @@ def _digests(adapter_path: Path, base_path: Path, old_path: Path | None, cfg: Se
     return out
 
 
-def _log(report: AdapterReport, max_lora_rank: int, cfg: Settings) -> str:
-    from .tracking import log_run
-
+def _log(report: AdapterReport, max_lora_rank: int, cfg: Settings, started: float, ended: float) -> str:
     counts = {f"findings_{s}": len(report.by(severity=s)) for s in ("breaking", "warning", "info")}
     metrics = {k: v for k, v in report.metrics.items() if isinstance(v, (int, float))}
-    return log_run(
+    return tracking.log_run(
         run_name=f"adapter_check {Path(report.adapter).name} on {Path(report.base).name}",
         tags={"llmops.kind": "adapter_check", "llmops.verdict": report.verdict,
               "llmops.adapter_digest": report.digests.get("adapter", ""),
@@ -142,5 +150,5 @@ def _log(report: AdapterReport, max_lora_rank: int, cfg: Settings) -> str:
         metrics={**metrics, **counts, "static_bytes_read": report.static.get("bytes_read", 0),
                  "static_seconds": report.static.get("seconds", 0.0)},
         dicts={"adapter_report.json": report.to_dict()},
-        cfg=cfg,
+        cfg=cfg, start_time=started, end_time=ended,
     )

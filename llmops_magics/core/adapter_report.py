@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from .display import esc, html_table, run_link, text_table
+from .display import esc, html_table, run_link, text_table, warnings_block
 
 SEVERITIES = ("breaking", "warning", "info")
 VERDICTS = ("compatible", "breaking", "degraded", "no-effect")
@@ -59,6 +59,9 @@ class AdapterReport:
     backend: str | None = None
     digests: dict = field(default_factory=dict)
     run_id: str | None = None
+    # What did not happen, in one line each (e.g. the MLflow run was kept for later).
+    warnings: list = field(default_factory=list)
+    run_key: str | None = None
 
     @property
     def verdict(self) -> str:
@@ -125,6 +128,7 @@ class AdapterReport:
         if self.metrics:
             text += "\n\n" + text_table(["metric", "value"], self._metric_rows())
         link_text, link_html = run_link(self.run_id)
+        warn_text, warn_html = warnings_block(self.warnings)
         color = _COLORS.get(self.verdict, "inherit")
         html = (
             f"<div class='llmops-adapter-check'><div><b>{esc(title)}</b></div>"
@@ -132,8 +136,8 @@ class AdapterReport:
             f" · {esc(self._summary())}</div>"
             + (html_table(headers, rows) if rows else "<div>no findings</div>")
             + (html_table(["metric", "value"], self._metric_rows()) if self.metrics else "")
-            + link_html
+            + link_html + warn_html
             + "</div>"
         )
-        text += link_text
+        text += link_text + warn_text
         return {"text/plain": text, "text/html": html}

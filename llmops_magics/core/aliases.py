@@ -19,7 +19,7 @@ from . import events
 from .display import esc, html_table, text_table
 from .refs import check_alias_name, check_name
 from .registry_client import mlflow_errors, now_iso, who
-from .tracking import client
+from .tracking import bounded_command, client
 
 TAG_PREFIX = "llmops.alias_move."
 
@@ -85,6 +85,7 @@ def _check_kind(kind) -> str:
     return kind
 
 
+@bounded_command
 def alias_target(kind: str, name: str, alias: str, cfg: Settings | None = None) -> int | None:
     """The version ``alias`` points to now, or None when it is not set."""
     c = client(cfg)
@@ -112,6 +113,7 @@ def _version_exists(kind: str, name: str, version: int, cfg: Settings | None) ->
         find_model(Ref(name, version, kind="model"), cfg)
 
 
+@bounded_command
 def move_alias(kind: str, name: str, alias: str, version: int, *, cfg: Settings | None = None) -> AliasMove | None:
     """Point ``alias`` of a prompt or model at ``version`` and record the move.
 
@@ -150,6 +152,7 @@ def move_alias(kind: str, name: str, alias: str, version: int, *, cfg: Settings 
     return move
 
 
+@bounded_command
 def alias_history(kind: str, name: str, alias: str | None = None, *, cfg: Settings | None = None) -> AliasHistory:
     """Every recorded move of the aliases of one prompt or model (oldest first).
 

@@ -27,21 +27,27 @@ def text_table(headers: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
+def warnings_block(warnings) -> tuple[str, str]:
+    """``(text, html)`` of a result's warnings, one line each; empty without any."""
+    if not warnings:
+        return "", ""
+    text = "".join(f"\nwarning: {w}" for w in warnings)
+    html = "".join(f"<div class='llmops-warning' style='color:#b26b00'>warning: {esc(w)}</div>" for w in warnings)
+    return text, html
+
+
 def run_link(run_id: str | None) -> tuple[str, str]:
     """``(text, html)`` linking ``run_id`` in the configured MLflow UI; empty without one.
 
-    Set ``LlmopsMagics.ui_url`` (``llmops-magics ui`` prints it) to turn links on.
+    Set ``LlmopsMagics.ui_url`` (``llmops-magics ui`` prints it) to turn links on. Never
+    calls MLflow: a result must display while MLflow is down.
     """
     from ..config import settings
+    from .tracking import experiment_of
 
     cfg = settings()
-    if not run_id or not cfg.ui_url:
-        return "", ""
-    from .tracking import client
-
-    try:
-        experiment = client(cfg).get_run(run_id).info.experiment_id
-    except Exception:  # a display must not fail because the store moved
+    experiment = experiment_of(run_id)
+    if not run_id or not cfg.ui_url or experiment is None:
         return "", ""
     url = cfg.run_url(experiment, run_id)
     return (f"\nMLflow run: {url}",

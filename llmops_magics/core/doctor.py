@@ -48,6 +48,53 @@ def check_torch() -> Check:
     return Check("torch", "ok", v)
 
 
+# The CPU features that decide how fast and how faithfully bfloat16 runs.
+CPU_FLAGS = ("amx_bf16", "amx_tile", "avx512_bf16", "avx512f", "avx2")
+
+
+def cpu_info() -> tuple[str, list[str]]:
+    """The CPU's model name and which of :data:`CPU_FLAGS` it has (Linux ``/proc/cpuinfo``)."""
+    name, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and not flags:
+                name = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+                break
+    except OSError:  # not Linux: the flags are unknown
+        pass
+    return name, [f for f in CPU_FLAGS if f in flags]
+
+
+def dtype_choice(gpu: bool, flags: list[str]) -> tuple[str, str]:
+    """The dtype engines start with on this machine when none is set, and why."""
+    if gpu:
+        return "auto", "on a GPU the engine's own choice (vLLM: the checkpoint's dtype or bf16)"
+    native = [f for f in ("amx_bf16", "avx512_bf16") if f in flags]
+    speed = (f"this CPU has native bf16 ({', '.join(native)}) but bf16 answers differ by CPU class"
+             if native else "this CPU has no native bf16 (no amx_bf16/avx512_bf16): bf16 would be 4-5x slower")
+    return "float32", f"on CPU float32 answers alike on every CPU class; {speed}; set engine_args dtype to override"
+
+
+def check_cpu() -> Check:
+    name, flags = cpu_info()
+    gpu = _has_gpu()
+    dtype, why = dtype_choice(gpu, flags)
+    shown = " ".join(f if f in flags else f"-{f}" for f in CPU_FLAGS)
+    return Check("cpu", "ok", f"{name} · {shown} · dtype {dtype}: {why}")
+
+
+def _has_gpu() -> bool:
+    if not shutil.which("nvidia-smi"):
+        return False
+    try:
+        return bool(subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10).stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
 def check_gpu() -> Check:
     if shutil.which("nvidia-smi"):
         try:
@@ -99,15 +146,26 @@ def check_models(cfg: Settings) -> list[Check]:
 def check_mlflow(cfg: Settings) -> Check:
     if importlib.util.find_spec("mlflow") is None:
         return Check("mlflow", "fail", "not installed", "pip install mlflow")
-    try:
-        from .tracking import client, ping
+    from . import mlflow_store
+    from .tracking import client, describe, public_uri
 
-        ping(cfg)
+    uri = public_uri(cfg.resolved_tracking_uri)
+    path = mlflow_store.sqlite_path(cfg.resolved_tracking_uri)
+    if path is not None:
+        health = mlflow_store.health(path)
+        if health.state == "missing":
+            return Check("mlflow", "ok", f"{_version('mlflow')}: store {path} is created on first use")
+        if health.state == "broken":
+            return Check("mlflow", "warn", f"store {path} is half-built ({health.detail}) and holds no runs",
+                         "nothing to do: the next command moves it aside and builds a new one")
+        if health.state == "damaged":
+            return Check("mlflow", "fail", f"store {path} is damaged: {health.detail}", health.fix)
+    try:
         client(cfg).search_experiments(max_results=1)
     except Exception as e:
-        return Check("mlflow", "fail", f"{cfg.resolved_tracking_uri}: {type(e).__name__}",
-                     "check LlmopsMagics.tracking_uri (empty = sqlite under the home)")
-    return Check("mlflow", "ok", f"{_version('mlflow')} at {cfg.resolved_tracking_uri}")
+        return Check("mlflow", "fail", f"{uri}: {describe(e)}",
+                     "start the server or check LlmopsMagics.tracking_uri (empty = sqlite under the home)")
+    return Check("mlflow", "ok", f"{_version('mlflow')} at {uri}")
 
 
 def check_labextension() -> Check:
@@ -121,5 +179,5 @@ def check_labextension() -> Check:
 
 
 def run_checks(cfg: Settings) -> list[Check]:
-    return [check_python(), check_torch(), check_gpu(), check_vllm(), *check_models(cfg),
+    return [check_python(), check_torch(), check_gpu(), check_cpu(), check_vllm(), *check_models(cfg),
             check_mlflow(cfg), check_labextension()]

@@ -20,7 +20,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..config import settings
-from . import events
+from ..errors import LlmopsError
+from . import events, tracking
 from .lineage_spool import Spool, spool_dir
 from .redact import redact, redact_obj, secret_env_values
 
@@ -127,6 +128,7 @@ def derive(evs: list[dict]) -> dict:
             model["version"] = _str(e.get("model_version")) or model["version"]
             model["digest"] = e.get("model_digest") or model["digest"]
             model["backend"] = e.get("backend")
+            model["dtype"], model["device"] = e.get("dtype"), e.get("device")
             _add(models, model)
             tokens["prompt"] += int(e.get("prompt_tokens") or 0)
             tokens["completion"] += int(e.get("completion_tokens") or 0)
@@ -194,9 +196,16 @@ class LineageRecorder:
         # A kernel shut down without %unload_ext still makes its tail durable.
         atexit.register(self.spool.sync)
         self.shipper = None
+        self.preload_error: str | None = None
         if ship:
             from .lineage_ship import Shipper
 
+            try:
+                # Before the shipper thread exists: it must never be first to import
+                # mlflow or create the store (see tracking.preload).
+                tracking.preload()
+            except Exception as e:  # a damaged store: cells still run, the shipper reports it
+                self.preload_error = tracking.describe(e) if not isinstance(e, LlmopsError) else str(e)
             self.shipper = Shipper(self.spool)
             self.shipper.start()
 

@@ -19,8 +19,6 @@ from __future__ import annotations
 import fcntl
 import json
 import logging
-import os
-import tempfile
 import threading
 import time
 from contextlib import contextmanager
@@ -30,7 +28,7 @@ from pathlib import Path
 from ..config import Settings, settings
 from ..errors import TrackingError
 from . import tracking
-from .lineage_spool import Spool, mark_acked, pending
+from .lineage_spool import Spool, mark_acked, pending, problem
 
 RECORDS_FILE = "lineage/records.jsonl"
 TABLE_FILE = "lineage/cells.json"
@@ -50,6 +48,9 @@ class ShipReport:
     pending: int = 0
     session_runs: list[str] = field(default_factory=list)
     error: str | None = None
+    bad_lines: int = 0  # spool lines newly skipped and quarantined this round
+    runs_shipped: int = 0  # kept runs written to MLflow this round
+    runs_pending: int = 0
 
 
 def _route_log(home: Path) -> None:
@@ -106,23 +107,18 @@ def _ms(iso: str) -> int:
     return int(datetime.fromisoformat(iso).timestamp() * 1000)
 
 
-def _existing(client, uri: str, run_id: str) -> dict[str, dict]:
-    key = (uri, run_id)
+def _existing(client, cfg: Settings, run_id: str) -> dict[str, dict]:
+    key = (cfg.resolved_tracking_uri, run_id)
     if key not in _known:
         records: dict[str, dict] = {}
-        if any(f.path == RECORDS_FILE for f in client.list_artifacts(run_id, "lineage")):
-            from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
-
-            # The repository's single-file download: the client's download_artifacts
-            # draws a progress bar, which from this thread would land in a user's cell.
-            repo = get_artifact_repository(client.get_run(run_id).info.artifact_uri, tracking_uri=uri)
-            with tempfile.TemporaryDirectory() as tmp:
-                local = os.path.join(tmp, "records.jsonl")
-                repo._download_file(RECORDS_FILE, local)
-                for line in Path(local).read_text().splitlines():
-                    if line.strip():
-                        r = json.loads(line)
-                        records[r["record_id"]] = r
+        text = tracking.read_artifact(run_id, RECORDS_FILE, cfg)
+        for line in (text or "").splitlines():
+            try:
+                r = json.loads(line)
+            except ValueError:
+                continue  # a damaged artifact line: the spool still has the record
+            if problem(r) is None:
+                records[r["record_id"]] = r
         _known[key] = records
     return _known[key]
 
@@ -144,13 +140,13 @@ def _table(records: list[dict]) -> dict:
     return {"columns": columns, "data": rows}
 
 
-def _ship_session(client, uri: str, exp_id: str, records: list[dict]) -> tuple[str, int]:
+def _ship_session(client, cfg: Settings, exp_id: str, records: list[dict]) -> tuple[str, int]:
     from mlflow.entities import Metric
 
     from .lineage import derive
 
     run_id = _session_run(client, exp_id, records[0])
-    have = _existing(client, uri, run_id)
+    have = _existing(client, cfg, run_id)
     new = [r for r in records if r["record_id"] not in have]
     if new:
         merged = dict(have)
@@ -168,8 +164,8 @@ def _ship_session(client, uri: str, exp_id: str, records: list[dict]) -> tuple[s
         client.log_batch(run_id, metrics=metrics)
         _link_children(client, run_id, new)
         client.set_tag(run_id, "llmops.lineage.cells", str(len(ordered)))
-        client.set_terminated(run_id, end_time=max(_ms(r["started"]) for r in ordered))
-        _known[(uri, run_id)] = merged
+        tracking.terminate(client, run_id, "FINISHED", max(_ms(r["started"]) for r in ordered))
+        _known[(cfg.resolved_tracking_uri, run_id)] = merged
     return run_id, len(new)
 
 
@@ -189,32 +185,42 @@ def _link_children(client, session_run: str, records: list[dict]) -> None:
 
 
 def ship_once(directory: Path, cfg: Settings | None = None) -> ShipReport:
-    """Ship every unacknowledged record under ``directory`` (all sessions of a home)."""
+    """Ship every unacknowledged record under ``directory`` (all sessions of a home), and
+    every run kept while MLflow was down. One MLflow budget for the whole round."""
     cfg = cfg or settings()
     report = ShipReport()
-    todo = pending(directory)
+    bad: list = []
+    todo = pending(directory, bad)
+    report.bad_lines = len(bad)
+    if bad:
+        _log.warning("skipped %d bad lineage spool line(s), copied to *.quarantine: %s", len(bad),
+                     "; ".join(f"{f}:{n} {why}" for f, n, why in bad[:5]))
     report.pending = sum(len(v) for v in todo.values())
-    if not todo:
-        return report
-    try:
-        tracking.ping(cfg, timeout_s=2.0)
-        client = tracking.client(cfg)
-        exp_id = tracking.experiment_id(EXPERIMENT, cfg=cfg)
-        for path, records in todo.items():
-            with _file_lock(path) as mine:
-                if not mine:
-                    continue
-                by_session: dict[str, list[dict]] = {}
-                for r in records:
-                    by_session.setdefault(r["session_id"], []).append(r)
-                for session_records in by_session.values():
-                    run_id, n = _ship_session(client, cfg.resolved_tracking_uri, exp_id, session_records)
-                    report.session_runs.append(run_id)
-                    report.shipped += n
-                mark_acked(path, [r["record_id"] for r in records])
-                report.pending -= len(records)
-    except Exception as e:  # the spool keeps everything; say why and try later
-        report.error = _safe_error(e)
+    with tracking.command(cfg):
+        try:
+            kept = tracking.ship_pending(cfg)
+            report.runs_shipped, report.runs_pending = kept.shipped, kept.pending
+            if kept.error:
+                raise TrackingError(kept.error)
+            if not todo:
+                return report
+            client = tracking.client(cfg)
+            exp_id = tracking.experiment_id(EXPERIMENT, cfg=cfg)
+            for path, records in todo.items():
+                with _file_lock(path) as mine:
+                    if not mine:
+                        continue
+                    by_session: dict[str, list[dict]] = {}
+                    for r in records:
+                        by_session.setdefault(r["session_id"], []).append(r)
+                    for session_records in by_session.values():
+                        run_id, n = _ship_session(client, cfg, exp_id, session_records)
+                        report.session_runs.append(run_id)
+                        report.shipped += n
+                    mark_acked(path, [r["record_id"] for r in records])
+                    report.pending -= len(records)
+        except Exception as e:  # the spool keeps everything; say why and try later
+            report.error = _safe_error(e)
     return report
 
 
@@ -269,6 +275,15 @@ class Shipper:
             return report
 
     def _run(self) -> None:
+        # Whatever goes wrong in one round, the thread lives on to try the next.
+        while not self._stop:
+            try:
+                self._loop()
+            except Exception as e:
+                _log.exception("lineage shipper round failed: %s", _safe_error(e))
+                time.sleep(self.max_backoff_s)
+
+    def _loop(self) -> None:
         backoff = self.batch_s
         due = time.monotonic()  # replay what earlier sessions left right away
         while not self._stop:
@@ -287,7 +302,7 @@ class Shipper:
                 due = time.monotonic() + backoff
             else:
                 backoff = self.batch_s
-                due = 0.0 if not report.pending else time.monotonic() + self.batch_s
+                due = 0.0 if not (report.pending or report.runs_pending) else time.monotonic() + self.batch_s
 
     def stop(self, timeout_s: float = 5.0) -> None:
         self._stop = True

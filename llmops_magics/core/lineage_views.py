@@ -15,6 +15,7 @@ from ..errors import BadInput
 from .display import esc, html_table, text_table
 from .lineage import LineageRecord, current_recorder, derive
 from .lineage_spool import read_records, spool_dir, spool_files
+from .tracking import public_uri
 
 _COLUMNS = ["cell", "status", "duration_s", "summary", "source"]
 
@@ -88,13 +89,20 @@ class SyncResult:
     session_runs: tuple[str, ...]
     tracking_uri: str
     error: str | None = None
+    bad_lines: int = 0
+    runs_shipped: int = 0
+    runs_pending: int = 0
 
     def __str__(self) -> str:
+        kept = f" · {self.runs_shipped} kept run(s) logged" if self.runs_shipped else ""
+        bad = (f" · skipped {self.bad_lines} bad spool line(s) (copied to *.quarantine in the lineage folder)"
+               if self.bad_lines else "")
         if self.error:
-            return (f"{self.pending} lineage record(s) wait in the spool and will be shipped when MLflow "
-                    f"answers ({self.error})")
+            return (f"{self.pending} lineage record(s) and {self.runs_pending} run(s) wait and will be shipped "
+                    f"when MLflow answers ({self.error}){kept}{bad}")
         runs = ", ".join(r[:8] for r in self.session_runs) or "-"
-        return f"shipped {self.shipped} lineage record(s) to MLflow · {self.pending} waiting · session run {runs}"
+        return (f"shipped {self.shipped} lineage record(s) to MLflow · {self.pending} waiting · "
+                f"session run {runs}{kept}{bad}")
 
     def _repr_mimebundle_(self, include=None, exclude=None):
         return {"text/plain": str(self), "text/html": f"<div>{esc(self)}</div>"}
@@ -147,15 +155,8 @@ def lineage_sync() -> SyncResult:
     rec = current_recorder()
     report = rec.shipper.ship() if rec is not None and rec.shipper else ship_once(spool_dir(settings().home))
     return SyncResult(report.shipped, report.pending, tuple(dict.fromkeys(report.session_runs)),
-                      _public_uri(settings().resolved_tracking_uri), report.error)
-
-
-def _public_uri(uri: str) -> str:
-    # user:password@host in a tracking URI must not reach a cell's output.
-    if "@" in uri and "://" in uri:
-        scheme, rest = uri.split("://", 1)
-        return f"{scheme}://{rest.split('@', 1)[1]}"
-    return uri
+                      public_uri(settings().resolved_tracking_uri), report.error, report.bad_lines,
+                      report.runs_shipped, report.runs_pending)
 
 
 def export_openlineage(path: str | Path, *, all_sessions: bool = False) -> ExportResult:
@@ -170,7 +171,7 @@ def export_openlineage(path: str | Path, *, all_sessions: bool = False) -> Expor
     else:
         rec.spool.sync()
         files = [rec.spool.path]
-    records = [r for f in files for r in read_records(f)]
+    records = [r for f in files for r in read_records(f, strict=True)]
     if not records:
         raise BadInput(f"no lineage records to export under {spool_dir(settings().home)}: run a cell first")
     out, n = export_events(records, path)

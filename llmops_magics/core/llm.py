@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Sequence
 
 from ..backends.base import GenerationRequest, GenerationResult, Sampling
 from ..config import Settings, settings
-from ..errors import BadInput
-from . import events
-from .display import esc, html_table, run_link, text_table
-from .engines import get_generator
+from ..errors import BadInput, TrackingError
+from . import events, options, tracking
+from .display import esc, html_table, run_link, text_table, warnings_block
+from .engines import get_engine
 from .models import ResolvedModel, resolve_model
 
 
@@ -26,6 +27,19 @@ class LlmResult:
     sampling: Sampling
     run_id: str | None = None
     extra: dict = field(default_factory=dict)
+    # What the engine really ran with: {"backend", "dtype", "device"}.
+    serving: dict = field(default_factory=dict)
+    # What did not happen, in one line each (e.g. the MLflow run was kept for later).
+    warnings: list = field(default_factory=list)
+    run_key: str | None = None
+
+    @property
+    def dtype(self) -> str:
+        return self.serving.get("dtype", "")
+
+    @property
+    def device(self) -> str:
+        return self.serving.get("device", "")
 
     @property
     def answers(self) -> list[str]:
@@ -50,8 +64,9 @@ class LlmResult:
 
     def _summary(self) -> str:
         run = f" · run {self.run_id[:8]}" if self.run_id else ""
+        serving = f" ({self.dtype}, {self.device})" if self.dtype else ""
         return (
-            f"model {self.model.label} · backend {self.backend} · tokens {self.prompt_tokens} in / "
+            f"model {self.model.label} · backend {self.backend}{serving} · tokens {self.prompt_tokens} in / "
             f"{self.completion_tokens} out · {self.latency_s:.2f} s{run}"
         )
 
@@ -67,9 +82,10 @@ class LlmResult:
             text = text_table(["prompt", "answer", "tokens"], rows) + f"\n\n{self._summary()}"
             body = html_table(["prompt", "answer", "tokens"], rows)
         link_text, link_html = run_link(self.run_id)
+        warn_text, warn_html = warnings_block(self.warnings)
         html = (f"<div class='llmops-llm'>{body}<div style='opacity:.7;font-size:85%'>{esc(self._summary())}</div>"
-                f"{link_html}</div>")
-        return {"text/plain": text + link_text, "text/html": html}
+                f"{link_html}{warn_html}</div>")
+        return {"text/plain": text + link_text + warn_text, "text/html": html}
 
     def to_pandas(self):
         import pandas as pd
@@ -97,6 +113,7 @@ def split_prompts(body: str, each_line: bool) -> list[str]:
     return prompts
 
 
+@tracking.bounded_command
 def llm(
     prompts: str | Sequence[str] | None = None,
     *,
@@ -138,8 +155,11 @@ def llm(
     Returns
     -------
     LlmResult
+        With ``warnings`` saying what did not happen (an MLflow run that had to be
+        kept for later); the answers are there whatever MLflow did.
     """
     cfg = cfg or settings()
+    sampling = options.sampling(max_tokens, temperature, seed)
     template = None
     if prompt is not None:
         from .prompts import prompt_requests, resolve_prompt
@@ -155,42 +175,35 @@ def llm(
         if not prompts:
             raise BadInput("no prompt given")
         message_sets = [_messages(p, system) for p in prompts]
-    if max_tokens < 1:
-        raise BadInput(f"--max-tokens must be at least 1, got {max_tokens}")
-    if temperature < 0:
-        raise BadInput(f"--temperature must be 0 or more, got {temperature}")
     resolved = resolve_model(model, cfg=cfg)
     if resolved.kind != "chat":
         raise BadInput(f"{resolved.label} is an embedding model: %%llm needs a chat model")
-    sampling = Sampling(max_tokens=max_tokens, temperature=temperature, seed=seed)
-    generator, choice = get_generator(resolved.base_path, cfg, backend=backend)
+    engine = get_engine(resolved.base_path, cfg, backend=backend, label=resolved.label)
     requests = [GenerationRequest(m, sampling, resolved.adapter) for m in message_sets]
     progress = f"generating with {resolved.label}" if len(requests) > 1 else None
-    results = generator.generate(requests, progress=progress)
-    result = LlmResult(prompts, results, resolved, choice.backend, choice.reason, sampling)
+    started = time.time()
+    results = engine.generator.generate(requests, progress=progress)
+    result = LlmResult(prompts, results, resolved, engine.backend, engine.choice.reason, sampling,
+                       serving=engine.serving())
     if template is not None:
         result.extra["prompt"] = template
     if log:
-        result.run_id = _log(result, system, cfg)
+        try:
+            result.run_id = _log(result, system, cfg, started, time.time())
+        except TrackingError as e:  # the answers stand; the run waits in the home
+            result.warnings.append(str(e))
+            result.run_key = getattr(e, "key", None)
     events.emit("generation", {
-        "model": resolved.label, "model_ref": resolved.ref, "backend": choice.backend,
+        "model": resolved.label, "model_ref": resolved.ref, "backend": engine.backend,
+        "dtype": engine.dtype, "device": engine.device,
         "requests": len(requests), "prompt_tokens": result.prompt_tokens,
-        "completion_tokens": result.completion_tokens, "run_id": result.run_id,
-        "experiment_id": _experiment_of(result.run_id, cfg), "latency_s": result.latency_s,
+        "completion_tokens": result.completion_tokens, "run_id": result.run_id, "run_key": result.run_key,
+        "experiment_id": tracking.experiment_of(result.run_id), "latency_s": result.latency_s,
         "model_digest": resolved.digest,
         "prompt": ({"name": template.name, "version": template.version, "digest": template.digest}
                    if template is not None else None),
     })
     return result
-
-
-def _experiment_of(run_id: str | None, cfg: Settings) -> str | None:
-    # Lineage links a cell to its run in the MLflow UI, which needs the experiment too.
-    if not run_id:
-        return None
-    from .tracking import experiment_id
-
-    return experiment_id(cfg=cfg)
 
 
 def _messages(prompt: str, system: str | None) -> tuple[dict, ...]:
@@ -201,19 +214,17 @@ def _messages(prompt: str, system: str | None) -> tuple[dict, ...]:
     return tuple(messages)
 
 
-def _log(result: LlmResult, system: str | None, cfg: Settings) -> str:
-    from .tracking import log_run
-
+def _log(result: LlmResult, system: str | None, cfg: Settings, started: float, ended: float) -> str:
     s = result.sampling
     total_latency = result.latency_s or 1e-9
-    return log_run(
+    return tracking.log_run(
         run_name=f"llm {result.model.label}",
         tags={"llmops.kind": "generation", "llmops.model": result.model.label, "llmops.backend": result.backend,
               **_prompt_tags(result.extra.get("prompt"))},
         params={
             "model_ref": result.model.ref, "model_path": result.model.base_path,
             "adapter": result.model.adapter.path if result.model.adapter else "",
-            "backend": result.backend, "max_tokens": s.max_tokens, "temperature": s.temperature,
+            "backend": result.backend, "dtype": result.dtype, "device": result.device, "max_tokens": s.max_tokens, "temperature": s.temperature,
             "seed": s.seed, "system": system or "", "n_prompts": len(result.prompts),
             **({"prompt": result.extra["prompt"].label} if "prompt" in result.extra else {}),
         },
@@ -222,17 +233,12 @@ def _log(result: LlmResult, system: str | None, cfg: Settings) -> str:
             "latency_s": result.latency_s, "tokens_per_s": result.completion_tokens / total_latency,
         },
         tables={"generations.json": {"prompt": result.prompts, "answer": result.answers}},
-        cfg=cfg,
+        cfg=cfg, start_time=started, end_time=ended,
     )
 
 
 def _prompt_tags(template) -> dict:
-    # mlflow.linkedPrompts is the tag MLflow's own link_prompt_version_to_run writes (its
-    # UI lists the run under the prompt version); MLflow resolves that call through the
-    # global tracking URI, so the tag is set here on our own run instead.
     if template is None:
         return {}
-    import json
-
     return {"llmops.prompt": template.label, "llmops.prompt_digest": template.digest,
-            "mlflow.linkedPrompts": json.dumps([{"name": template.name, "version": str(template.version)}])}
+            **tracking.prompt_link_tags(template.name, template.version)}

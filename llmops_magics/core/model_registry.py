@@ -29,7 +29,7 @@ from .display import esc, html_table, text_table
 from .models import ResolvedModel, register_resolver
 from .refs import check_alias_name, check_name, parse_ref
 from .registry_client import mlflow_errors, now_iso, short, who
-from .tracking import client, experiment_id
+from .tracking import bounded_command, client, experiment_id, read_artifact, terminate
 
 KINDS = ("chat", "embedding")
 MANIFEST = "manifest.json"
@@ -265,6 +265,7 @@ def _from_manifest(version: int, m: dict) -> ModelRef:
 
 # ---------------------------------------------------------------- registry
 
+@bounded_command
 def register_model(
     name: str,
     base: str = DEFAULT_CHAT_REF,
@@ -375,7 +376,7 @@ def _create_version(name: str, manifest: dict, digest: str, message: str | None,
         mv = c.create_model_version(name, source=lm.artifact_location, run_id=run_id,
                                     tags={**tags, "llmops.model_id": lm.model_id},
                                     description=message, model_id=lm.model_id, await_creation_for=0)
-        c.set_terminated(run_id)
+        terminate(c, run_id, "FINISHED")
     model = _from_manifest(int(mv.version), manifest)
     with _cache_lock:
         _versions[(cfg.resolved_tracking_uri, name, model.version)] = model
@@ -413,8 +414,10 @@ def _load_version(name: str, version: int, cfg: Settings) -> ModelRef:
                                 f"(versions: {_versions_of(name, cfg)})") from None
         if not mv.run_id or "llmops.kind" not in (mv.tags or {}):
             raise ModelNotFound(f"{name}/{version} was not registered by %llm_model (no manifest)")
-        with tempfile.TemporaryDirectory() as tmp:
-            manifest = json.loads(Path(c.download_artifacts(mv.run_id, MANIFEST, tmp)).read_text())
+        text = read_artifact(mv.run_id, MANIFEST, cfg)
+        if text is None:
+            raise ModelNotFound(f"{name}/{version} has no manifest in its run {mv.run_id}: register it again")
+        manifest = json.loads(text)
     model = _from_manifest(int(mv.version), manifest)
     with _cache_lock:
         _versions[key] = model
@@ -454,6 +457,7 @@ def _unknown_model(name: str, cfg: Settings) -> ModelNotFound:
                          f"a local model folder, or register it with %llm_model register {name} --base ...")
 
 
+@bounded_command
 def find_model(ref, cfg: Settings | None = None) -> ModelRef:
     """Resolve a model ref in the registry (ignoring pins): version, alias or latest."""
     cfg = cfg or settings()
@@ -478,6 +482,7 @@ def find_model(ref, cfg: Settings | None = None) -> ModelRef:
     return latest
 
 
+@bounded_command
 def resolve_registered(ref: str, cfg: Settings) -> ResolvedModel | None:
     """The resolver behind ``resolve_model("chat@champion")``: pins first, then the registry.
 
@@ -501,6 +506,7 @@ def resolve_registered(ref: str, cfg: Settings) -> ResolvedModel | None:
     return find_model(parsed, cfg).resolved(ref)
 
 
+@bounded_command
 def list_models(cfg: Settings | None = None) -> ModelList:
     """The Python twin of ``%llm_model list``."""
     cfg = cfg or settings()
@@ -514,6 +520,7 @@ def list_models(cfg: Settings | None = None) -> ModelList:
     return ModelList(tuple(rows))
 
 
+@bounded_command
 def show_model(ref: str, cfg: Settings | None = None) -> ModelRegistration:
     """The Python twin of ``%llm_model show REF``: one version and its manifest."""
     return ModelRegistration(find_model(ref, cfg), created=False, shown=True)

@@ -7,8 +7,14 @@ from pathlib import Path
 from ..errors import LlmopsError
 
 
-def run_notebook(path: Path, output: Path, *, timeout: int = 1800, cwd: Path | None = None):
-    """Execute ``path`` on a fresh kernel, save the executed copy to ``output``."""
+def run_notebook(path: Path, output: Path, *, timeout: int = 1800, cwd: Path | None = None,
+                 kernel_log: Path | None = None):
+    """Execute ``path`` on a fresh kernel, save the executed copy to ``output``.
+
+    The kernel process's own console (its start-up warnings, e.g. "Kernel is running
+    over TCP without encryption") goes to ``kernel_log`` (default: beside ``output``),
+    not to the terminal running the notebook.
+    """
     import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
@@ -18,8 +24,11 @@ def run_notebook(path: Path, output: Path, *, timeout: int = 1800, cwd: Path | N
         nb, timeout=timeout, kernel_name="python3",
         resources={"metadata": {"path": str((cwd or Path.cwd()).resolve())}},
     )
+    kernel_log = Path(kernel_log or output.with_suffix(".kernel.log"))
+    kernel_log.parent.mkdir(parents=True, exist_ok=True)
     try:
-        client.execute()
+        with open(kernel_log, "ab") as console:
+            client.execute(stdout=console, stderr=console)
     except CellExecutionError as e:
         output.parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(nb, output)

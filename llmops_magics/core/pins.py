@@ -18,6 +18,8 @@ from pathlib import Path
 from ..config import Settings, settings
 from ..errors import BadInput, DigestMismatch, PinDrift
 from . import events
+from .engines import serving_for
+from .tracking import bounded_command
 from .aliases import alias_target
 from .display import esc, html_table, text_table
 from .model_registry import ModelRef, find_model
@@ -100,7 +102,8 @@ class PinSet:
         return {
             "llmops_lock": LOCK_FORMAT, "created_at": now_iso(), "created_by": who(),
             "tracking_uri": public_uri(self.pins[0].store) if self.pins else public_uri(settings().resolved_tracking_uri),
-            "pins": [{"kind": p.kind, "name": p.name, "version": p.version, "alias": p.alias, "digest": p.digest}
+            "pins": [{"kind": p.kind, "name": p.name, "version": p.version, "alias": p.alias, "digest": p.digest,
+                      **({"serving": serving_for(p.model.base_path)} if p.model is not None else {})}
                      for p in self.pins],
         }
 
@@ -195,6 +198,7 @@ def _find(kind: str, ref: Ref, cfg: Settings):
     return find_prompt(ref, cfg) if kind == "prompt" else find_model(ref, cfg)
 
 
+@bounded_command
 def pin(kind: str | None, ref: str, *, cfg: Settings | None = None) -> PinSet:
     """Resolve ``ref`` in the registry now and hold that version.
 
@@ -224,6 +228,7 @@ def pin(kind: str | None, ref: str, *, cfg: Settings | None = None) -> PinSet:
     return _set(pins().with_pin(new))
 
 
+@bounded_command
 def check_pins(*, cfg: Settings | None = None) -> PinSet:
     """Ask the registry where pinned aliases point now and re-hash touched model files.
 
@@ -267,6 +272,7 @@ def save_lock(path: str | Path | None = None) -> Path:
     return path
 
 
+@bounded_command
 def load_lock(path: str | Path | None = None, *, cfg: Settings | None = None) -> PinSet:
     """Restore pins from a lockfile, verifying each digest against the registry and the disk.
 

@@ -20,7 +20,7 @@ from . import events
 from .display import esc
 from .refs import Ref, check_name, parse_ref
 from .registry_client import mlflow_errors, short
-from .tracking import client
+from .tracking import bounded_command, client
 
 # Same rule as MLflow's PROMPT_TEMPLATE_VARIABLE_PATTERN, so both agree on the variables.
 VARIABLE_RE = re.compile(r"\{\{\s*([a-zA-Z_][a-zA-Z0-9_]*(?:\.[a-zA-Z_][a-zA-Z0-9_]*)*)\s*\}\}")
@@ -216,6 +216,7 @@ def _uri(cfg: Settings) -> str:
     return cfg.resolved_tracking_uri
 
 
+@bounded_command
 def list_prompts(cfg: Settings | None = None) -> list[str]:
     """Names of the registered prompts."""
     cfg = cfg or settings()
@@ -229,6 +230,7 @@ def _unknown_prompt(name: str, cfg: Settings) -> PromptNotFound:
     return PromptNotFound(f"unknown prompt {name!r} ({known}): register it with %%llm_prompt {name}")
 
 
+@bounded_command
 def load_version(name: str, version: int, cfg: Settings | None = None) -> PromptRef:
     """One prompt version from the registry (cached: versions never change)."""
     cfg = cfg or settings()
@@ -270,6 +272,7 @@ def _ranges(numbers: list[int]) -> str:
     return ", ".join(map(str, numbers[-10:])) if numbers else "none"
 
 
+@bounded_command
 def latest_version(name: str, cfg: Settings | None = None) -> PromptRef | None:
     """The newest version of ``name``, or None when no such prompt exists."""
     cfg = cfg or settings()
@@ -289,6 +292,7 @@ def latest_version(name: str, cfg: Settings | None = None) -> PromptRef | None:
     return load_version(name, int(found[0].version), cfg)
 
 
+@bounded_command
 def find_prompt(ref: Ref | str, cfg: Settings | None = None) -> PromptRef:
     """Resolve a ref in the registry (ignoring pins): version, alias or latest."""
     cfg = cfg or settings()
@@ -317,6 +321,7 @@ def find_prompt(ref: Ref | str, cfg: Settings | None = None) -> PromptRef:
     return found
 
 
+@bounded_command
 def resolve_prompt(ref, cfg: Settings | None = None) -> PromptRef:
     """Resolve ``name``, ``name/3``, ``name@alias`` or ``prompts:/...`` to a version.
 
@@ -335,6 +340,7 @@ def resolve_prompt(ref, cfg: Settings | None = None) -> PromptRef:
     return find_prompt(parsed, cfg)
 
 
+@bounded_command
 def register_prompt(
     name: str,
     template,

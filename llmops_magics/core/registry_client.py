@@ -9,11 +9,11 @@ from __future__ import annotations
 import contextlib
 import getpass
 import os
-import re
 from datetime import datetime, timezone
 
 from ..config import Settings, settings
 from ..errors import LlmopsError, TrackingError
+from .tracking import first_line, public_uri  # noqa: F401  (re-exported for the registry modules)
 
 
 @contextlib.contextmanager
@@ -32,16 +32,6 @@ def mlflow_errors(doing: str, cfg: Settings | None = None, *, not_found: LlmopsE
             raise not_found from e
         uri = public_uri((cfg or settings()).resolved_tracking_uri)
         raise TrackingError(f"MLflow at {uri} refused to {doing}: {type(e).__name__}: {first_line(e)}") from e
-
-
-def first_line(e: Exception) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0][:300] if text else ""
-
-
-def public_uri(uri: str) -> str:
-    """The URI without credentials (user:password@), safe for messages, lockfiles and logs."""
-    return re.sub(r"//[^/@]*@", "//", uri)
 
 
 def who() -> str:

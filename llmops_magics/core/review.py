@@ -25,7 +25,6 @@ Plain Python, so it runs (and is tested) without a browser:
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import hashlib
 import json
@@ -33,7 +32,6 @@ import math
 import os
 import random
 import re
-import tempfile
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -321,13 +319,12 @@ class ReviewSession:
     def _push_mlflow(self) -> None:
         from mlflow.entities import Metric, RunTag
 
-        from .tracking import client, ping
+        from .tracking import client, public_uri
 
         t = self.tally()
         rows = [[_json_safe(getattr(v, c)) for c in _COLUMNS] for v in self._ordered_verdicts()]
         try:
-            ping(self.cfg)  # MLflow's own retries would freeze the view for minutes
-            c = client(self.cfg)
+            c = client(self.cfg)  # bounded: MLflow's own retries would freeze the view for minutes
             c.log_dict(self.run_id, {"columns": list(_COLUMNS), "data": rows}, VERDICTS_ARTIFACT)
             now = int(datetime.now(timezone.utc).timestamp() * 1000)
             metrics = {"review.candidate_wins": t.candidate_wins, "review.primary_wins": t.primary_wins,
@@ -340,7 +337,7 @@ class ReviewSession:
             self.sync_error = None
         except Exception as e:
             # The verdict is already in the spool; the next vote rewrites the whole table.
-            self.sync_error = (f"saved locally ({self.spool_path}); MLflow at {self.cfg.resolved_tracking_uri} "
+            self.sync_error = (f"saved locally ({self.spool_path}); MLflow at {public_uri(self.cfg.resolved_tracking_uri)} "
                                f"refused: {type(e).__name__}: {_first_line(e)}")
 
     def _ordered_verdicts(self) -> list[ReviewVerdict]:
@@ -465,43 +462,24 @@ def _first_line(e: Exception) -> str:
     return text.splitlines()[0][:300] if text else ""
 
 
-@contextlib.contextmanager
-def _quiet_downloads():
-    # MLflow draws a progress bar per artifact download; one small JSON is not news.
-    name = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
-    before = os.environ.get(name)
-    os.environ[name] = "false"
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = before
-
-
 def _download_json(run_id: str, path: str, cfg: Settings, *, missing_ok: bool = False):
-    from .tracking import client, ping
+    from .tracking import public_uri, read_artifact
 
-    ping(cfg)
-    c = client(cfg)
-    folder = path.rpartition("/")[0]
     try:
-        names = {a.path for a in c.list_artifacts(run_id, folder or None)}
-        if path not in names:
-            if missing_ok:
-                return None
-            raise BadInput(f"run {run_id} has no {path} artifact: is it a shadow run?")
-        with tempfile.TemporaryDirectory() as tmp, _quiet_downloads():
-            local = c.download_artifacts(run_id, path, tmp)
-            return json.loads(Path(local).read_text())
-    except BadInput:
+        text = read_artifact(run_id, path, cfg)
+    except TrackingError:
         raise
     except Exception as e:
-        if "RESOURCE_DOES_NOT_EXIST" in str(e) or "not found" in str(e).lower():
-            raise BadInput(f"no MLflow run {run_id!r} at {cfg.resolved_tracking_uri}: check the run id") from None
-        raise TrackingError(f"MLflow at {cfg.resolved_tracking_uri} refused: {type(e).__name__}: "
+        if getattr(e, "error_code", "") in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"):
+            raise BadInput(f"no MLflow run {run_id!r} at {public_uri(cfg.resolved_tracking_uri)}: "
+                           "check the run id") from None
+        raise TrackingError(f"MLflow at {public_uri(cfg.resolved_tracking_uri)} refused: {type(e).__name__}: "
                             f"{_first_line(e)}") from e
+    if text is None:
+        if missing_ok:
+            return None
+        raise BadInput(f"run {run_id} has no {path} artifact: is it a shadow run?")
+    return json.loads(text)
 
 
 def rows_from_run(run_id: str, cfg: Settings | None = None) -> tuple[list[dict], dict]:

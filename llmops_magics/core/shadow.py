@@ -28,8 +28,8 @@ from typing import Any
 
 from ..backends.base import GenerationRequest, GenerationResult, Sampling
 from ..config import Settings, settings
-from ..errors import BadInput, LlmopsError, ModelNotFound
-from . import engines, events
+from ..errors import BadInput, LlmopsError, ModelNotFound, TrackingError
+from . import engines, events, options, tracking
 from .compare import compare_cases, judge_messages, judge_order, parse_vote
 from .models import ResolvedModel, resolve_model
 from .shadow_result import ShadowResult
@@ -165,16 +165,30 @@ def _resolve_prompt(prompt: str | None):
 
 @dataclass(frozen=True)
 class Side:
-    """One side of the comparison: the model, the settings its engine runs under."""
+    """One side of the comparison: the model, the settings its engine runs under, and how
+    its adapter (if any) is served: ``lora`` (per request on the base engine) or
+    ``merged`` (a merged copy of base and adapter on an engine of its own)."""
 
     role: str
     model: ResolvedModel
     cfg: Settings
     backend: str
+    adapter_mode: str = "none"
+    merged_path: str | None = None
+
+    @property
+    def serve_path(self) -> str:
+        """The weights its engine loads."""
+        return self.merged_path or self.model.base_path
+
+    @property
+    def serve_adapter(self):
+        """The adapter sent with each request (none once merged in)."""
+        return None if self.merged_path else self.model.adapter
 
     @property
     def engine_identity(self) -> tuple:
-        return (self.backend, self.model.base_path, tuple(sorted(self.cfg.engine_args.items(), key=str)))
+        return engines.engine_key(self.serve_path, self.cfg, backend=self.backend)
 
 
 def _side(role: str, ref: str, extra_engine_args: dict | None, cfg: Settings, backend: str | None) -> Side:
@@ -205,7 +219,8 @@ def serving_params(params: dict) -> dict:
 def engine_bytes(side: Side) -> int:
     """Memory estimate of one engine: weight files, plus vLLM's KV cache on CPU, plus
     a fixed runtime overhead (512 MiB)."""
-    base = Path(side.model.base_path)
+    # A merged copy not built yet weighs what its base does.
+    base = Path(side.serve_path if Path(side.serve_path).is_dir() else side.model.base_path)
     weights = sum(f.stat().st_size for f in base.glob("*.safetensors")) or sum(
         f.stat().st_size for f in base.glob("*.bin"))
     kv = 0
@@ -224,23 +239,12 @@ def _cuda() -> bool:
 
 
 def _is_loaded(side: Side) -> bool:
-    # Read-only peek at the engine cache: a side whose engine is already up costs no
-    # new memory.
-    choice = engines._choices.get((side.backend, side.model.base_path, side.cfg.endpoint))
-    if choice is None:
-        return False
-    key = (choice.backend, side.model.base_path, side.cfg.endpoint, engines._engine_options(side.cfg, choice.backend))
-    return key in engines._engines
+    # A side whose engine is already up costs no new memory.
+    return engines.is_loaded(side.serve_path, side.cfg, backend=side.backend)
 
 
-def plan_engines(primary: Side, candidate: Side, plan: str = "auto", memory_limit_gb: float | None = None) -> tuple[str, str]:
-    """``shared`` | ``together`` | ``one-at-a-time``, and why."""
-    if plan not in ENGINE_PLANS:
-        raise BadInput(f"unknown engine plan {plan!r}: choose one of {', '.join(ENGINE_PLANS)}")
-    if primary.engine_identity == candidate.engine_identity:
-        return "shared", "same base and serving options: one engine, adapters per request"
-    if plan != "auto":
-        return plan, "chosen"
+def _two_engines_fit(primary: Side, candidate: Side, memory_limit_gb: float | None) -> tuple[bool, str]:
+    """Whether engines for both sides fit in memory together, and the arithmetic."""
     need = engine_bytes(primary) + engine_bytes(candidate)
     if memory_limit_gb is not None:
         limit = memory_limit_gb * (1 << 30)
@@ -252,19 +256,88 @@ def plan_engines(primary: Side, candidate: Side, plan: str = "auto", memory_limi
         loaded = sum(engine_bytes(s) for s in (primary, candidate) if _is_loaded(s))
         limit = (psutil.virtual_memory().available + loaded) * MEMORY_FRACTION
         source = f"{MEMORY_FRACTION:.0%} of available memory"
-    gib = f"{need / (1 << 30):.1f} GiB needed, {source} = {limit / (1 << 30):.1f} GiB"
-    if need <= limit:
+    return need <= limit, f"{need / (1 << 30):.1f} GiB needed, {source} = {limit / (1 << 30):.1f} GiB"
+
+
+def plan_engines(primary: Side, candidate: Side, plan: str = "auto", memory_limit_gb: float | None = None) -> tuple[str, str]:
+    """``shared`` | ``together`` | ``one-at-a-time``, and why."""
+    if plan not in ENGINE_PLANS:
+        raise BadInput(f"unknown engine plan {plan!r}: choose one of {', '.join(ENGINE_PLANS)}")
+    if primary.engine_identity == candidate.engine_identity:
+        return "shared", "same base and serving options: one engine, adapters per request"
+    if plan != "auto":
+        return plan, "chosen"
+    fits, gib = _two_engines_fit(primary, candidate, memory_limit_gb)
+    if fits:
         return "together", f"two engines fit ({gib})"
     return "one-at-a-time", f"two engines do not fit ({gib}): the first is released before the second starts"
 
 
+def _adapter_digest(adapter_path: str, cfg: Settings) -> str:
+    # The weights and the LoRA config (rank, alpha, targets) both decide the merged weights.
+    config = Path(adapter_path) / "adapter_config.json"
+    extra = hashlib.sha256(config.read_bytes()).hexdigest() if config.is_file() else ""
+    return hashlib.sha256(f"{folder_digest(adapter_path, cfg)}:{extra}".encode()).hexdigest()
+
+
+def plan_adapters(primary: Side, candidate: Side, mode: str, memory_limit_gb: float | None,
+                  cfg: Settings) -> tuple[Side, Side, dict]:
+    """How each side's LoRA adapter is served, and why.
+
+    ``merged``: a merged copy of base and adapter on its own engine (base speed; one
+    more engine's memory). ``lora``: per request on the base engine (shared with the
+    other side when the bases match; vLLM's CPU LoRA path is 4-8x slower). ``auto``
+    merges a LoRA on a vLLM engine when the two engines fit in memory.
+    """
+    from .adapter_merge import is_lora, merged_copy
+
+    sides, why = {}, {}
+    for side, other in ((primary, candidate), (candidate, primary)):
+        adapter = side.model.adapter
+        if adapter is None:
+            sides[side.role], why[side.role] = side, "no adapter"
+            continue
+        backend = side.engine_identity[0]
+        if mode == "lora":
+            chosen, reason = "lora", "chosen"
+        elif backend == "openai":
+            if mode == "merged":
+                raise BadInput("--adapter-mode merged needs a local engine: a remote server serves adapters "
+                               "by name (use --adapter-mode lora or auto)")
+            chosen, reason = "lora", "a remote server serves adapters by name"
+        elif not is_lora(adapter.path):
+            if mode == "merged":
+                raise BadInput(f"--adapter-mode merged: {adapter.path} is not a LoRA adapter (peft_type in "
+                               "adapter_config.json): use --adapter-mode lora")
+            chosen, reason = "lora", "not a LoRA adapter"
+        elif mode == "merged":
+            chosen, reason = "merged", "chosen"
+        elif backend != "vllm":
+            chosen, reason = "lora", f"{backend} applies LoRA at nearly base speed"
+        else:
+            probe = dataclasses.replace(side, merged_path=side.model.base_path + "#merged")
+            fits, gib = _two_engines_fit(probe, other, memory_limit_gb)
+            chosen, reason = ("merged", f"two engines fit ({gib})") if fits else (
+                "lora", f"a second engine does not fit ({gib})")
+        if chosen == "merged":
+            base_digest = side.model.params.get("base_digest") or folder_digest(side.model.base_path, cfg)
+            path, built = merged_copy(side.model.base_path, adapter.path, base_digest,
+                                      _adapter_digest(adapter.path, cfg), cfg, label=side.model.label)
+            side = dataclasses.replace(side, adapter_mode="merged", merged_path=str(path))
+            reason += "; merged copy built now" if built else "; merged copy from the cache"
+        else:
+            side = dataclasses.replace(side, adapter_mode="lora")
+        sides[side.role], why[side.role] = side, reason
+    return sides["primary"], sides["candidate"], why
+
+
 def _generate(side: Side, cases: list[Case], sampling: Sampling):
-    generator, choice = engines.get_generator(side.model.base_path, side.cfg, backend=side.backend)
-    requests = [GenerationRequest(c.messages, sampling, side.model.adapter) for c in cases]
+    engine = engines.get_engine(side.serve_path, side.cfg, backend=side.backend, label=side.model.label)
+    requests = [GenerationRequest(c.messages, sampling, side.serve_adapter) for c in cases]
     # One batch per side, same order on both sides: batch composition changes outputs.
     t0 = time.perf_counter()
-    results = generator.generate(requests, progress=f"{side.role}: {side.model.label}")
-    return generator, choice.backend, results, time.perf_counter() - t0
+    results = engine.generator.generate(requests, progress=f"{side.role}: {side.model.label}")
+    return engine.generator, engine.serving(), results, time.perf_counter() - t0
 
 
 def run_sides(primary: Side, candidate: Side, cases: list[Case], sampling: Sampling, plan: str):
@@ -273,18 +346,18 @@ def run_sides(primary: Side, candidate: Side, cases: list[Case], sampling: Sampl
     first, second = primary, candidate
     if plan == "one-at-a-time" and _is_loaded(candidate) and not _is_loaded(primary):
         first, second = candidate, primary  # start with the engine already up
-    gen1, backend1, res1, s1 = _generate(first, cases, sampling)
+    gen1, serving1, res1, s1 = _generate(first, cases, sampling)
     if plan == "one-at-a-time":
         engines.release(gen1)
         if _is_loaded(second) and first.engine_identity[0] != "transformers":
             # In-process vLLM engines share process-global parallel state that closing
             # one tears down ("pipeline model parallel group is not initialized"):
             # a survivor must be restarted, not reused.
-            stale, _ = engines.get_generator(second.model.base_path, second.cfg, backend=second.backend)
+            stale, _ = engines.get_generator(second.serve_path, second.cfg, backend=second.backend)
             engines.release(stale)
-    gen2, backend2, res2, s2 = _generate(second, cases, sampling)
-    info[first.role] = (backend1, s1)
-    info[second.role] = (backend2, s2)
+    gen2, serving2, res2, s2 = _generate(second, cases, sampling)
+    info[first.role] = (serving1, s1)
+    info[second.role] = (serving2, s2)
     if first is candidate:
         res1, res2 = res2, res1
     return res1, res2, info
@@ -354,27 +427,21 @@ def _model_params(side: Side, cfg: Settings) -> dict:
     }
 
 
-def _log(result: ShadowResult, prompt, cfg: Settings) -> str:
-    from .tracking import client, log_run
-
+def _log(result: ShadowResult, prompt, cfg: Settings, started: float, ended: float) -> str:
     cols = list(result.rows[0]) if result.rows else []
     table = {c: [_cell(r[c]) for r in result.rows] for c in cols}
-    run_id = log_run(
+    links = (tracking.prompt_link_tags(prompt.name, prompt.version)
+             if prompt is not None and getattr(prompt, "version", None) else {})
+    return tracking.log_run(
         run_name=f"shadow {result.name}",
         tags={"llmops.kind": "shadow", "llmops.verdict": result.label,
-              "llmops.primary": result.primary, "llmops.candidate": result.candidate},
+              "llmops.primary": result.primary, "llmops.candidate": result.candidate, **links},
         params=result.params,
         metrics={**result.aggregates, **{f"p_value.{c.name.replace(' ', '_')}": c.p_value
                                          for c in result.checks if c.p_value is not None}},
         tables={"cases.json": table},
-        cfg=cfg,
+        cfg=cfg, start_time=started, end_time=ended,
     )
-    if prompt is not None and getattr(prompt, "version", None):
-        try:
-            client(cfg).link_prompt_version_to_run(run_id, f"prompts:/{prompt.name}/{prompt.version}")
-        except Exception:  # the link is a convenience; the params already name the version
-            pass
-    return run_id
 
 
 def _cell(v):
@@ -386,6 +453,7 @@ def _cell(v):
 # ---------------------------------------------------------------- the twin
 
 
+@tracking.bounded_command
 def shadow(
     inputs=None,
     *,
@@ -409,6 +477,7 @@ def shadow(
     backend: str | None = None,
     log: bool = True,
     cfg: Settings | None = None,
+    adapter_mode: str = "auto",
     **threshold_options,
 ) -> ShadowResult:
     """Compare a candidate model with the primary over the same inputs.
@@ -443,6 +512,11 @@ def shadow(
         ``together`` or ``one-at-a-time``; sides sharing an engine always share it.
     memory_limit_gb : float, optional
         Memory two engines may use together; default 80% of available memory.
+    adapter_mode : str
+        How a side's LoRA adapter is served: ``merged`` (a merged copy of base and
+        adapter, built once and cached, on its own engine: base speed), ``lora`` (per
+        request on the base engine: less memory, 4-8x slower on vLLM's CPU build), or
+        ``auto`` (merged on vLLM when two engines fit in memory).
     thresholds : Thresholds, optional
         What counts as equivalent; single fields may be given as keyword options
         (e.g. ``max_differing_rate=0.1``).
@@ -454,10 +528,15 @@ def shadow(
     ShadowResult
     """
     cfg = cfg or settings()
-    if max_tokens < 1:
-        raise BadInput(f"--max-tokens must be at least 1, got {max_tokens}")
-    if temperature < 0:
-        raise BadInput(f"--temperature must be 0 or more, got {temperature}")
+    started = time.time()
+    # Every option value is checked before any input is read or engine started.
+    sampling = options.sampling(max_tokens, temperature, seed)
+    checked = options.check(n=n, sample_seed=sample_seed, memory_limit_gb=memory_limit_gb,
+                            engine_plan=engine_plan, adapter_mode=adapter_mode)
+    n, sample_seed, memory_limit_gb, engine_plan, adapter_mode = (
+        checked[k] for k in ("n", "sample_seed", "memory_limit_gb", "engine_plan", "adapter_mode"))
+    primary_engine_args = options.check_engine_args(primary_engine_args, "primary_engine_args")
+    candidate_engine_args = options.check_engine_args(candidate_engine_args, "candidate_engine_args")
     thresholds = _thresholds(thresholds, threshold_options)
     items = parse_inputs(inputs)
     indices = sample_indices(len(items), n, sample_seed)
@@ -467,8 +546,8 @@ def shadow(
     prompt_ref = _resolve_prompt(prompt)
     schema = response_format if response_format is not None else getattr(prompt_ref, "response_format", None)
     cases = build_cases(items, indices, prompt_ref, system)
+    side_p, side_c, adapter_why = plan_adapters(side_p, side_c, adapter_mode, memory_limit_gb, cfg)
     plan, plan_reason = plan_engines(side_p, side_c, engine_plan, memory_limit_gb)
-    sampling = Sampling(max_tokens=max_tokens, temperature=temperature, seed=seed)
 
     t0 = time.perf_counter()
     res_p, res_c, info = run_sides(side_p, side_c, cases, sampling, plan)
@@ -485,38 +564,49 @@ def shadow(
         "prompt": f"{prompt_ref.name}/{prompt_ref.version}" if prompt_ref else "",
         "prompt_digest": getattr(prompt_ref, "digest", "") if prompt_ref else "",
         "response_format": json.dumps(schema, sort_keys=True) if schema else "",
-        "max_tokens": max_tokens, "temperature": temperature, "seed": seed, "top_p": sampling.top_p,
+        "max_tokens": sampling.max_tokens, "temperature": sampling.temperature, "seed": sampling.seed,
+        "top_p": sampling.top_p,
         "n_inputs": len(items), "n_cases": len(cases), "n_requested": n if n is not None else "",
         "sample_seed": sample_seed, "judge": judge or "",
-        "engine_plan": plan, "engine_plan_reason": plan_reason,
-        "primary_backend": info["primary"][0], "candidate_backend": info["candidate"][0],
+        "engine_plan": plan, "engine_plan_reason": plan_reason, "adapter_mode": adapter_mode,
+        **{f"{s.role}_adapter_mode": s.adapter_mode for s in (side_p, side_c)},
+        **{f"{role}_adapter_mode_reason": why for role, why in adapter_why.items()},
+        **{f"{role}_{k}": v for role in ("primary", "candidate") for k, v in info[role][0].items()},
         "thresholds": json.dumps(thresholds.as_dict(), sort_keys=True),
     }
     result = ShadowResult(
         name=name, primary=side_p.model.label, candidate=side_c.model.label, rows=rows,
         verdict=overall(checks), aggregates=_aggregates(rows, info, generate_s), params=params,
         sampling=sampling, thresholds=thresholds,
-        extra={"prompt": prompt_ref, "response_format": schema, "engine_plan": plan},
+        extra={"prompt": prompt_ref, "response_format": schema, "engine_plan": plan,
+               "notes": [_adapter_note(s) for s in (side_p, side_c) if s.adapter_mode == "merged"]},
+        serving={role: info[role][0] for role in ("primary", "candidate")},
     )
     if log:
-        result.run_id = _log(result, prompt_ref, cfg)
+        try:
+            result.run_id = _log(result, prompt_ref, cfg, started, time.time())
+        except TrackingError as e:  # the comparison stands; the run waits in the home
+            result.warnings.append(str(e))
+            result.run_key = getattr(e, "key", None)
     events.emit("shadow", {
-        "name": name, "verdict": result.label, "run_id": result.run_id,
+        "name": name, "verdict": result.label, "run_id": result.run_id, "run_key": result.run_key,
         "primary": side_p.model.ref, "candidate": side_c.model.ref, "n_cases": len(cases),
         "primary_label": result.primary, "candidate_label": result.candidate,
         "prompt": params["prompt"], "differing_cases": len(result.differing_cases),
-        "engine_plan": plan,
+        "engine_plan": plan, "serving": result.serving,
     })
     return result
 
 
-def _thresholds(thresholds: Thresholds | None, options: dict) -> Thresholds:
+def _adapter_note(side: Side) -> str:
+    return (f"{side.role} {side.model.label} was served from a merged copy of its LoRA adapter "
+            f"(same weights folded into the base; --adapter-mode lora serves it per request instead)")
+
+
+def _thresholds(thresholds: Thresholds | None, values: dict) -> Thresholds:
     base = thresholds or Thresholds()
-    known = {f.name for f in dataclasses.fields(Thresholds)}
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise BadInput(f"unknown option(s) {', '.join(unknown)}: thresholds are {', '.join(sorted(known))}")
-    return dataclasses.replace(base, **options) if options else base
+    base = dataclasses.replace(base, **options.check_thresholds(dataclasses.asdict(base)))
+    return dataclasses.replace(base, **options.check_thresholds(values)) if values else base
 
 
 def _rows(cases, res_p: list[GenerationResult], res_c: list[GenerationResult], comparisons, prefs) -> list[dict]:

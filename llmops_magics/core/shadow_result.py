@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..backends.base import Sampling
-from .display import esc, html_table, run_link, text_table
+from .display import esc, html_table, run_link, text_table, warnings_block
 from .stats import Check, Thresholds, Verdict
 
 _COLOURS = {"equivalent": "#1a7f37", "better": "#1a7f37", "worse": "#cf222e", "inconclusive": "#9a6700"}
@@ -36,6 +36,9 @@ class ShadowResult:
         Refs, digests, prompt version, sampling, engine plan (logged as MLflow params).
     run_id : str or None
         The MLflow run of this comparison.
+    serving : dict
+        Per side (``primary``, ``candidate``), what its engine really ran with:
+        ``backend``, ``dtype``, ``device``.
     """
 
     name: str
@@ -49,6 +52,26 @@ class ShadowResult:
     thresholds: Thresholds
     run_id: str | None = None
     extra: dict = field(default_factory=dict)
+    serving: dict = field(default_factory=dict)
+    # What did not happen, in one line each (e.g. the MLflow run was kept for later).
+    warnings: list = field(default_factory=list)
+    run_key: str | None = None
+
+    @property
+    def notes(self) -> list[str]:
+        """Facts that qualify the comparison (how each side was served)."""
+        out = []
+        p, c = self.serving.get("primary") or {}, self.serving.get("candidate") or {}
+        if p.get("dtype") and c.get("dtype") and p["dtype"] != c["dtype"]:
+            out.append(f"the two sides ran with different dtypes: primary {p['dtype']} ({p.get('device')}), "
+                       f"candidate {c['dtype']} ({c.get('device')}); a dtype change alone changes answers")
+        out += self.extra.get("notes", [])
+        return out
+
+    def _serving_line(self) -> str:
+        parts = [f"{role} {v.get('backend')} {v.get('dtype')} {v.get('device')}"
+                 for role, v in self.serving.items() if v]
+        return "served: " + " · ".join(parts) if parts else ""
 
     @property
     def label(self) -> str:
@@ -125,26 +148,30 @@ class ShadowResult:
         check_headers = ["check", "verdict", "estimate", "95% CI", "reason"]
         case_headers = ["case", "input", "primary", "candidate", "cosine"]
         cases = self._case_rows()
-        text = [f"verdict: {self.label.upper()}", self._header(), ""]
+        text = [f"verdict: {self.label.upper()}", self._header(), self._serving_line(), ""]
         text += [f"  - {r}" for r in self.verdict.reasons]
+        text += [f"  note: {n}" for n in self.notes]
         text += ["", text_table(check_headers, self._check_rows())]
         if cases:
             text += ["", "most divergent cases:", text_table(case_headers, cases)]
         link_text, link_html = run_link(self.run_id)
+        warn_text, warn_html = warnings_block(self.warnings)
         colour = _COLOURS.get(self.label, "inherit")
         reasons = "".join(f"<li>{esc(r)}</li>" for r in self.verdict.reasons)
+        reasons += "".join(f"<li><i>note: {esc(n)}</i></li>" for n in self.notes)
         html = (
             "<div class='llmops-shadow'>"
             f"<div><b style='color:{colour};font-size:120%'>{esc(self.label.upper())}</b> "
             f"<span>{esc(self._header())}</span></div>"
+            f"<div style='opacity:.7;font-size:85%'>{esc(self._serving_line())}</div>"
             f"<ul>{reasons}</ul>"
             + html_table(check_headers, self._check_rows(), cls="llmops-shadow-checks")
             + (f"<div style='margin-top:.5em'><b>most divergent cases</b></div>"
                + html_table(case_headers, cases, cls="llmops-shadow-cases") if cases else "")
-            + link_html
+            + link_html + warn_html
             + "</div>"
         )
-        text.append(link_text)
+        text.append(link_text + warn_text)
         from . import views  # a registered decorator may add a "Review" button (issue #6)
 
         return views.decorate("shadow", self, {"text/plain": "\n".join(text).rstrip(), "text/html": html})

@@ -8,10 +8,11 @@ from .shadow import ShadowMagics
 from .prompt import PromptMagics
 from .model import ModelMagics
 from .alias import AliasMagics
+from .engines import EngineMagics
 from .pin import PinMagics
 
 MAGICS = (LlmopsMagics, LanceMigrateMagics, AdapterMagics, ShadowMagics, LineageMagics,
-          PromptMagics, ModelMagics, AliasMagics, PinMagics,)
+          PromptMagics, ModelMagics, AliasMagics, PinMagics, EngineMagics)
 
 __all__ = ["LlmopsMagics", "LanceMigrateMagics", "AdapterMagics", "ShadowMagics", "LineageMagics", "MAGICS",
-           "PromptMagics", "ModelMagics", "AliasMagics", "PinMagics"]
+           "PromptMagics", "ModelMagics", "AliasMagics", "PinMagics", "EngineMagics"]

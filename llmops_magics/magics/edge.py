@@ -9,6 +9,7 @@ import functools
 
 from IPython.core.error import UsageError
 
+from ..core.options import OptionError
 from ..errors import LlmopsError
 
 
@@ -27,6 +28,7 @@ def user_errors(method):
         except LlmopsError as e:
             if not short_errors_enabled(self.shell):
                 raise
-            raise UsageError(f"{type(e).__name__}: {e}") from None
+            message = e.as_flag() if isinstance(e, OptionError) else str(e)
+            raise UsageError(f"{type(e).__name__}: {message}") from None
 
     return wrapper

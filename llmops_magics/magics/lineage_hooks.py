@@ -36,6 +36,9 @@ def install(shell, *, fsync: str | None = None) -> lineage.LineageRecorder | Non
     if os.environ.get("LLMOPS_LINEAGE", "").lower() in ("0", "off", "false", "no"):
         return None
     rec = lineage.start_recording(notebook=_notebook(shell), fsync=fsync)
+    if rec.preload_error:
+        print(f"llmops: MLflow is not ready ({rec.preload_error}); cells still run and lineage waits "
+              "in the spool", file=sys.stderr)
     if _hooks:
         return rec
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from IPython.core.magic import Magics, cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
-from traitlets import Bool, Dict, Enum, Unicode, default, observe
+from traitlets import Bool, Dict, Enum, Float, Unicode, default, observe
 
 from .. import config
 from ..core.llm import llm as run_llm
@@ -26,6 +26,7 @@ class LlmopsMagics(Magics):
     verbose = Bool(config=True, help="Show engine logs in the output instead of the log file.")
     ui_url = Unicode(config=True, help="MLflow UI base URL (e.g. from `llmops-magics ui`); results link their runs.")
     short_errors = Bool(True, config=True, help="Show errors as one line; False brings tracebacks back.")
+    mlflow_timeout_s = Float(config=True, help="Most seconds MLflow may add to one command; then it goes on without.")
 
     @default("home")
     def _d_home(self):
@@ -59,7 +60,12 @@ class LlmopsMagics(Magics):
     def _d_ui_url(self):
         return config.settings().ui_url
 
-    @observe("home", "tracking_uri", "backend", "endpoint", "default_model", "engine_args", "verbose", "ui_url")
+    @default("mlflow_timeout_s")
+    def _d_mlflow_timeout(self):
+        return config.settings().mlflow_timeout_s
+
+    @observe("home", "tracking_uri", "backend", "endpoint", "default_model", "engine_args", "verbose", "ui_url",
+             "mlflow_timeout_s")
     def _push_setting(self, change):
         # A rejected value (e.g. backend=openai without an endpoint) raises ConfigError here.
         config.configure(**{change["name"]: change["new"]})
@@ -67,9 +73,9 @@ class LlmopsMagics(Magics):
     @magic_arguments()
     @argument("--model", "-m", default=None, help="Model ref (default: LlmopsMagics.default_model).")
     @argument("--system", "-s", default=None, help="System message.")
-    @argument("--max-tokens", type=int, default=128, help="Most tokens to generate.")
-    @argument("--temperature", "-t", type=float, default=0.0, help="0 = greedy.")
-    @argument("--seed", type=int, default=0, help="Sampling seed.")
+    @argument("--max-tokens", default=128, help="Most tokens to generate.")
+    @argument("--temperature", "-t", default=0.0, help="0 = greedy.")
+    @argument("--seed", default=0, help="Sampling seed.")
     @argument("--each-line", action="store_true", help="One prompt per non-empty line.")
     @argument("--backend", choices=list(config.BACKENDS), default=None, help="Override the backend.")
     @argument("--no-log", action="store_true", help="Do not record an MLflow run.")

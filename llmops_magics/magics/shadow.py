@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 
 from IPython.core.magic import Magics, line_cell_magic, magics_class
-from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.core.magic_arguments import argument, magic_arguments
 
 from .. import config
-from ..core.shadow import ENGINE_PLANS, shadow as run_shadow
+from ..core.shadow import shadow as run_shadow
 from ..errors import BadInput
+from .args import parse_line
 from .edge import user_errors
 
 
@@ -47,18 +48,20 @@ class ShadowMagics(Magics):
     @argument("--candidate", required=True, help="Model ref to compare (e.g. chat@challenger).")
     @argument("--prompt", default=None, help="Prompt ref; inputs fill its template variables.")
     @argument("--inputs", default=None, help="Name of a list or pandas DataFrame/Series in the namespace.")
-    @argument("--n", type=int, default=None, help="Compare a reproducible sample of N inputs.")
-    @argument("--sample-seed", type=int, default=0, help="Seed of the --n sample.")
-    @argument("--max-tokens", type=int, default=128, help="Most tokens per answer.")
-    @argument("--temperature", type=float, default=0.0, help="0 = greedy (same on both sides).")
-    @argument("--seed", type=int, default=0, help="Sampling seed (same on both sides).")
+    @argument("--n", default=None, help="Compare a reproducible sample of N inputs.")
+    @argument("--sample-seed", default=0, help="Seed of the --n sample.")
+    @argument("--max-tokens", default=128, help="Most tokens per answer.")
+    @argument("--temperature", default=0.0, help="0 = greedy (same on both sides).")
+    @argument("--seed", default=0, help="Sampling seed (same on both sides).")
     @argument("--judge", default=None, help="Chat model ref stating a pairwise preference per case.")
     @argument("--name", default=None, help="Name of the comparison (MLflow run name).")
     @argument("--system", default=None, help="System message for plain-text inputs.")
     @argument("--primary-engine-args", default=None, help="Serving options of the primary, JSON or k=v,k=v.")
     @argument("--candidate-engine-args", default=None, help="Serving options of the candidate, e.g. dtype=bfloat16.")
-    @argument("--engine-plan", choices=list(ENGINE_PLANS), default="auto", help="Two engines or one at a time.")
-    @argument("--memory-limit-gb", type=float, default=None, help="Memory two engines may use together.")
+    @argument("--engine-plan", default="auto", help="auto | together | one-at-a-time: two engines or one at a time.")
+    @argument("--memory-limit-gb", default=None, help="Memory two engines may use together.")
+    @argument("--adapter-mode", default="auto",
+              help="auto | merged | lora: serve a LoRA side from a merged copy (base speed) or per request.")
     @argument("--threshold", action="append", default=[], help="NAME=VALUE, e.g. max_differing_rate=0.1.")
     @argument("--backend", choices=list(config.BACKENDS), default=None, help="Override the backend.")
     @argument("--no-log", action="store_true", help="Do not record an MLflow run.")
@@ -66,7 +69,7 @@ class ShadowMagics(Magics):
     @user_errors
     def shadow(self, line, cell=None):
         """Run both models over the inputs; show the verdict; bind ``_shadow``."""
-        args = parse_argstring(self.shadow, line)
+        args = parse_line(self.shadow, line)
         result = run_shadow(
             self._inputs(args.inputs, cell or ""), primary=args.primary, candidate=args.candidate,
             prompt=args.prompt, n=args.n, sample_seed=args.sample_seed, max_tokens=args.max_tokens,
@@ -74,7 +77,7 @@ class ShadowMagics(Magics):
             system=args.system, engine_plan=args.engine_plan, memory_limit_gb=args.memory_limit_gb,
             primary_engine_args=parse_options(args.primary_engine_args, "--primary-engine-args"),
             candidate_engine_args=parse_options(args.candidate_engine_args, "--candidate-engine-args"),
-            backend=args.backend, log=not args.no_log,
+            backend=args.backend, log=not args.no_log, adapter_mode=args.adapter_mode,
             **parse_options(",".join(args.threshold), "--threshold"),
         )
         self.shell.user_ns["_shadow"] = result

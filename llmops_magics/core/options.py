@@ -1,0 +1,209 @@
+"""Option values, checked before any work starts: one rule per option, one message shape.
+
+Every magic passes its option values through as given (strings from the line) and its
+Python twin checks them here, first thing; so a bad value is one line naming the option,
+the value and an example, in both, before an engine starts or a model answers.
+
+The same rule serves ``%%shadow --max-tokens abc`` and ``shadow(max_tokens="abc")``: the
+error knows both spellings, and each edge picks its own (:meth:`OptionError.as_flag`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ..errors import BadInput
+
+# Values a dtype option may take (vLLM's and torch's names for the same four).
+DTYPES = ("auto", "float32", "float", "bfloat16", "float16", "half")
+
+
+class OptionError(BadInput):
+    """An option has a value we cannot use."""
+
+    def __init__(self, name: str, value, need: str, example: str, *, flag: str | None = None,
+                 flag_value: str | None = None, flag_example: str | None = None):
+        self.name, self.value, self.need, self.example = name, value, need, example
+        self.flag = flag or "--" + name.replace("_", "-")
+        self.flag_value = _typed(value) if flag_value is None else flag_value
+        self.flag_example = example if flag_example is None else flag_example
+        super().__init__(f"{name}={value!r}: {need} (e.g. {name}={example})")
+
+    def as_flag(self) -> str:
+        """The same message as a magic's user typed it: ``--max-tokens abc: ...``."""
+        sep = "" if self.flag.endswith("=") else " "
+        return f"{self.flag}{sep}{self.flag_value}: {self.need} (e.g. {self.flag}{sep}{self.flag_example})"
+
+
+def _typed(value) -> str:
+    # Values parsed from k=v text come back as JSON (true, 2); show them that way.
+    import json
+
+    return value if isinstance(value, str) else json.dumps(value, default=str)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What one option accepts."""
+
+    kind: str  # whole | number | choice | text
+    example: str
+    low: float | None = None
+    high: float | None = None
+    choices: tuple = ()
+    flag: str | None = None
+
+    def need(self) -> str:
+        if self.kind == "choice":
+            return "must be one of " + ", ".join(self.choices)
+        what = "a whole number" if self.kind == "whole" else "a number"
+        if self.low is not None and self.high is not None:
+            return f"must be {what} from {self.low:g} to {self.high:g}"
+        if self.low is not None:
+            return f"must be {what} of at least {self.low:g}"
+        return f"must be {what}"
+
+    def coerce(self, name: str, value):
+        def bad():
+            return OptionError(name, value, self.need(), self.example, flag=self.flag)
+
+        if self.kind == "choice":
+            if str(value) not in self.choices:
+                raise bad()
+            return str(value)
+        if isinstance(value, bool):
+            raise bad()
+        try:
+            if self.kind == "whole":
+                number = float(value) if isinstance(value, float) else int(str(value).strip())
+                if number != int(number):
+                    raise ValueError
+                number = int(number)
+            else:
+                number = float(value)
+        except (TypeError, ValueError):
+            raise bad() from None
+        if math.isnan(number) or (self.low is not None and number < self.low) or (
+                self.high is not None and number > self.high):
+            raise bad()
+        return number
+
+
+def _whole(example, low=None, high=None, **kw) -> Rule:
+    return Rule("whole", str(example), low, high, **kw)
+
+
+def _number(example, low=None, high=None, **kw) -> Rule:
+    return Rule("number", str(example), low, high, **kw)
+
+
+RULES: dict[str, Rule] = {
+    # sampling
+    "max_tokens": _whole(64, 1),
+    "temperature": _number(0.7, 0),
+    "seed": _whole(0),
+    "top_p": _number(0.9, 0, 1),
+    # shadow
+    "n": _whole(50, 1),
+    "sample_seed": _whole(0),
+    "memory_limit_gb": _number(8, 0.1),
+    "engine_plan": Rule("choice", "one-at-a-time", choices=("auto", "together", "one-at-a-time")),
+    "adapter_mode": Rule("choice", "merged", choices=("auto", "lora", "merged")),
+    # adapter check
+    "max_lora_rank": _whole(16, 1),
+    "max_new_tokens": _whole(16, 1),
+    # migration
+    "batch": _whole(256, 1),
+    "max_batches": _whole(10, 1),
+    "min_rows": _whole(5000, 0),
+    "k": _whole(10, 1),
+    # engines
+    "lines": _whole(50, 1),
+    "dtype": Rule("choice", "float32", choices=DTYPES),
+}
+
+# ``--threshold NAME=VALUE`` of %%shadow: each field of ``stats.Thresholds``.
+THRESHOLD_RULES: dict[str, Rule] = {
+    name: (_whole(example, low, flag=f"--threshold {name}=") if kind == "whole"
+           else _number(example, low, high, flag=f"--threshold {name}="))
+    for name, kind, example, low, high in (
+        ("alpha", "number", 0.05, 0.0001, 0.5),
+        ("max_differing_rate", "number", 0.1, 0, 1),
+        ("min_edit_similarity", "number", 0.9, 0, 1),
+        ("min_embedding_similarity", "number", 0.95, -1, 1),
+        ("length_ratio_margin", "number", 0.2, 0, None),
+        ("rate_margin", "number", 0.05, 0, 1),
+        ("judge_margin", "number", 0.1, 0, 2),
+        ("latency_margin", "number", 0.2, 0, None),
+        ("bootstrap", "whole", 2000, 100, None),
+        ("seed", "whole", 0, None, None),
+    )
+}
+
+
+def check(**values) -> dict:
+    """Each value checked and converted by its option's rule; ``None`` passes as is.
+
+    Examples
+    --------
+    >>> check(max_tokens="64", temperature=0)
+    {'max_tokens': 64, 'temperature': 0.0}
+    """
+    return {name: (None if value is None else RULES[name].coerce(name, value)) for name, value in values.items()}
+
+
+def sampling(max_tokens=128, temperature=0.0, seed=0):
+    """Checked sampling options as the ``Sampling`` every backend takes (``llm`` and ``shadow``)."""
+    from ..backends.base import Sampling
+
+    return Sampling(**check(max_tokens=max_tokens, temperature=temperature, seed=seed))
+
+
+def check_thresholds(values: dict) -> dict:
+    """``{"max_differing_rate": "0.1"}`` -> checked numbers; unknown names refused."""
+    unknown = sorted(set(values) - set(THRESHOLD_RULES))
+    if unknown:
+        known = ", ".join(THRESHOLD_RULES)
+        raise OptionError(unknown[0], values[unknown[0]], f"is not a threshold: known are {known}",
+                          "0.1", flag=f"--threshold {unknown[0]}=")
+    return {name: THRESHOLD_RULES[name].coerce(name, v) for name, v in values.items()}
+
+
+def check_engine_args(values: dict | None, what: str = "engine_args") -> dict:
+    """Serving options: known names only (vLLM's engine arguments and transformers'),
+    and a dtype among :data:`DTYPES`."""
+    values = dict(values or {})
+    if not values:
+        return values
+    known = _engine_arg_names()
+    flag = f"--{what.replace('_', '-')}"
+    for name, value in values.items():
+        if known is not None and name not in known:
+            import difflib
+
+            close = difflib.get_close_matches(name, sorted(known), n=3, cutoff=0.7)
+            hint = f"did you mean {' or '.join(close)}?" if close else "see vLLM's engine arguments"
+            suggestion = close[0] if close else "dtype"
+            raise OptionError(what, {name: value}, f"{name!r} is not a serving option of vLLM or transformers "
+                              f"({hint})", f"{{{suggestion!r}: ...}}", flag=flag,
+                              flag_value=f"{name}={_typed(value)}", flag_example=f"{suggestion}=...")
+        if name == "dtype":
+            values[name] = Rule("choice", "float32", choices=DTYPES, flag=f"{flag} dtype=").coerce(name, value)
+    return values
+
+
+def _engine_arg_names() -> set[str] | None:
+    """vLLM's engine argument names plus transformers' (None when vLLM is not installed)."""
+    import dataclasses
+    import importlib.util
+
+    from ..backends.transformers_backend import OPTIONS
+
+    if importlib.util.find_spec("vllm") is None:
+        return None
+    try:
+        from vllm.engine.arg_utils import EngineArgs
+    except Exception:  # a broken vLLM: the engine start will say what is wrong
+        return None
+    return {f.name for f in dataclasses.fields(EngineArgs)} | set(OPTIONS)
