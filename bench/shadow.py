@@ -10,6 +10,15 @@
    it is reported apart as "cold".
 2. Memory: process RSS after one shared engine (base + adapter per request) against
    RSS after a second engine of the same weights, the layout without sharing.
+
+    .venv/bin/python bench/shadow.py --lora [--cases 64] [--tokens 16] [--reps 2]
+
+3. LoRA candidate, both adapter paths: in one process per path (so peak memory is that
+   path's own), ``shadow()`` of base vs base and of base vs the LoRA candidate on the
+   same cases, warm (engines started, merged copy built); the ratio LoRA / base-vs-base
+   per path (target for ``merged``: at most 1.3x), the cold first LoRA shadow (merge and
+   engine start included), peak RSS, and whether both paths find the same differing
+   cases and verdict.
 """
 
 from __future__ import annotations
@@ -52,12 +61,95 @@ def rss_mib() -> float:
     return psutil.Process().memory_info().rss / (1 << 20)
 
 
+def lora_child(mode: str, cases: int, tokens: int, reps: int, work: Path) -> dict:
+    """One adapter path in a fresh process: warm timings, cold first run, peak RSS."""
+    import resource
+
+    import llmops_magics
+    from llmops_magics.backends.default_models import chat_model_dir
+
+    os.environ["LLMOPS_HOME"] = str(work / f"home-{mode}")
+    llmops_magics.config.reset()
+    base = chat_model_dir(llmops_magics.settings().model_cache, progress=False)
+    adapter = work / "adapter"
+    inputs = [t.format(topic) for t in TEMPLATES for topic in TOPICS][:cases]
+    kw = dict(primary="default", max_tokens=tokens, backend="vllm", log=False)
+
+    def timed(**more):
+        t0 = time.perf_counter()
+        result = llmops_magics.shadow(inputs, **kw, **more)
+        return time.perf_counter() - t0, result
+
+    rss0 = rss_mib()
+    timed(candidate="default")  # starts the base engine: not part of either path's cold time
+    cold, _ = timed(candidate=str(adapter), adapter_mode=mode)
+    base_runs, lora_runs = [], []
+    for _ in range(reps):
+        base_runs.append(timed(candidate="default")[0])
+        seconds, result = timed(candidate=str(adapter), adapter_mode=mode)
+        lora_runs.append(seconds)
+    assert str(base)  # the base folder exists (converted once)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"mode": mode, "base_s": statistics.median(base_runs), "lora_s": statistics.median(lora_runs),
+            "base_runs": base_runs, "lora_runs": lora_runs, "cold_s": cold, "peak_mib": peak, "rss0_mib": rss0,
+            "plan": result.params["engine_plan"], "label": result.label,
+            "differing": sorted(r["id"] for r in result.differing_cases),
+            "outputs": [r["candidate_output"] for r in result.rows]}
+
+
+def lora_bench(args) -> None:
+    import json
+    import subprocess
+    import sys
+
+    import llmops_magics
+    from llmops_magics.backends.default_models import chat_model_dir
+    from llmops_magics.core.doctor import CPU_FLAGS, cpu_info
+
+    work = Path(tempfile.mkdtemp(prefix="bench-lora-"))
+    make_adapter(chat_model_dir(llmops_magics.settings().model_cache, progress=False), work / "adapter")
+    rows = {}
+    for mode in ("lora", "merged"):
+        cmd = [sys.executable, __file__, "--lora-child", mode, "--work", str(work), "--cases", str(args.cases),
+               "--tokens", str(args.tokens), "--reps", str(args.reps)]
+        out = subprocess.run(cmd, capture_output=True, text=True)
+        line = next((x for x in out.stdout.splitlines() if x.startswith("RESULT ")), None)
+        if line is None:
+            raise SystemExit(f"{mode} failed:\n{out.stderr[-3000:]}")
+        rows[mode] = json.loads(line[len("RESULT "):])
+    name, flags = cpu_info()
+    print(f"CPU: {name}; flags: {' '.join(f if f in flags else '-' + f for f in CPU_FLAGS)}")
+    print(f"{args.cases} cases x {args.tokens} tokens, greedy, float32, medians of {args.reps} warm runs")
+    print(f"{'path':<8} {'base-vs-base s':>15} {'LoRA shadow s':>14} {'ratio':>7} {'cold s':>7} {'peak RSS MiB':>13}  plan")
+    for mode, r in rows.items():
+        print(f"{mode:<8} {r['base_s']:15.2f} {r['lora_s']:14.2f} {r['lora_s'] / r['base_s']:6.2f}x "
+              f"{r['cold_s']:7.1f} {r['peak_mib']:13.0f}  {r['plan']}")
+    lo, me = rows["lora"], rows["merged"]
+    same = sum(a == b for a, b in zip(lo["outputs"], me["outputs"]))
+    print(f"candidate answers identical on both paths: {same}/{len(lo['outputs'])}; differing cases "
+          f"{len(lo['differing'])} (lora) vs {len(me['differing'])} (merged), same set: {lo['differing'] == me['differing']}; "
+          f"verdict {lo['label']} vs {me['label']}")
+    print(f"merged LoRA shadow vs shared LoRA shadow: {lo['lora_s'] / me['lora_s']:.2f}x faster")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--cases", type=int, default=64)
     parser.add_argument("--tokens", type=int, default=32)
     parser.add_argument("--reps", type=int, default=2)
+    parser.add_argument("--lora", action="store_true", help="LoRA candidate: merged vs shared engine")
+    parser.add_argument("--lora-child", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--work", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.lora_child:
+        import json
+
+        result = lora_child(args.lora_child, args.cases, args.tokens, args.reps, Path(args.work))
+        print("RESULT " + json.dumps(result), flush=True)
+        return
+    if args.lora:
+        lora_bench(args)
+        return
 
     work = Path(tempfile.mkdtemp(prefix="bench-shadow-"))
     os.environ["LLMOPS_HOME"] = str(work / "home")

@@ -1,6 +1,6 @@
 """Real processes for tests: an `mlflow server` on loopback that can be stopped, frozen
-and restarted on the same port and store (for outage tests), a socket that accepts and
-never answers, and a real Jupyter kernel driven cell by cell."""
+and restarted on the same port and store (for outage tests), a proxy in front of it that
+can fall silent or cut off midway, and a real Jupyter kernel driven cell by cell."""
 
 from __future__ import annotations
 
@@ -83,21 +83,79 @@ class MlflowServer:
             self.proc.wait()
 
 
-class SilentServer:
-    """A TCP port that accepts connections and never answers: a hung server or proxy."""
+class CutOffProxy:
+    """An HTTP proxy in front of a server. It stops answering right after a request whose
+    path ends with ``cut_after`` was answered (a server going away in the middle of a
+    sequence of calls), or at once with :meth:`silence` (it accepts and never answers);
+    :meth:`restore` lets requests through again."""
 
-    def __init__(self):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(128)
-        self.port = self.sock.getsockname()[1]
+    def __init__(self, upstream: str, *, cut_after: str = "\0never"):
+        import http.client
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import urlparse
+
+        target = urlparse(upstream)
+        proxy = self
+        self.cut = False
+        self.cut_after = cut_after
+        self.silent = threading.Event()
+        self.awake = threading.Event()
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # quiet
+                pass
+
+            def _forward(self):
+                if proxy.silent.is_set():
+                    proxy.awake.wait()  # hold the request without a word until restored
+                    self.close_connection = True
+                    return
+                if proxy.cut:
+                    self.close_connection = True
+                    self.connection.close()  # no answer at all: a dead server
+                    return
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                conn = http.client.HTTPConnection(target.hostname, target.port, timeout=60)
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+                conn.request(self.command, self.path, body=body, headers=headers)
+                resp = conn.getresponse()
+                data = resp.read()
+                self.send_response(resp.status)
+                for k, v in resp.getheaders():
+                    if k.lower() not in ("transfer-encoding", "connection", "content-length"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                conn.close()
+                if self.path.split("?")[0].endswith(proxy.cut_after):
+                    proxy.cut = True
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _forward
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     @property
     def uri(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def silence(self) -> None:
+        self.awake.clear()
+        self.silent.set()
+
+    def restore(self) -> None:
+        self.cut = False
+        self.cut_after = "\0never"
+        self.silent.clear()
+        self.awake.set()
+
     def close(self) -> None:
-        self.sock.close()
+        self.restore()
+        self.server.shutdown()
+        self.server.server_close()
 
 
 class Kernel:

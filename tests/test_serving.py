@@ -141,3 +141,21 @@ def test_merged_mode_refuses_what_cannot_merge(tmp_path, default_model_dir):
         {"peft_type": "PREFIX_TUNING", "base_model_name_or_path": str(default_model_dir)}))
     with pytest.raises(BadInput, match="not a LoRA adapter"):
         llmops_magics.shadow(["hi"], primary="default", candidate=str(bogus), adapter_mode="merged", log=False)
+
+
+def test_an_engine_that_does_not_start_says_why_with_the_end_of_its_log(tmp_path, default_model_dir):
+    import shutil
+
+    from llmops_magics.errors import BackendUnavailable
+
+    broken = tmp_path / "broken-model"
+    shutil.copytree(default_model_dir, broken)
+    config = json.loads((broken / "config.json").read_text())
+    config["num_attention_heads"] = 7  # 576 hidden units do not split into 7 heads
+    (broken / "config.json").write_text(json.dumps(config))
+    with pytest.raises(BackendUnavailable) as err:
+        llmops_magics.llm("hi", model=str(broken), backend="vllm", log=False)
+    first, *rest = str(err.value).splitlines()
+    assert first.startswith("vLLM could not start on broken-model:")
+    assert rest and "last lines of its log" in rest[0] and "engines/vllm_broken-model.log" in rest[0]
+    assert all(line.startswith("    ") for line in rest[1:]) and rest[1:], "the log's tail, indented"

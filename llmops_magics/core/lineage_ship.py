@@ -188,6 +188,7 @@ def ship_once(directory: Path, cfg: Settings | None = None) -> ShipReport:
     """Ship every unacknowledged record under ``directory`` (all sessions of a home), and
     every run kept while MLflow was down. One MLflow budget for the whole round."""
     cfg = cfg or settings()
+    _route_log(cfg.home)
     report = ShipReport()
     bad: list = []
     todo = pending(directory, bad)
