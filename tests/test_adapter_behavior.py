@@ -53,7 +53,7 @@ def test_small_base_update_is_compatible_and_logged(family, tmp_path):
     saved = json.loads(open(client().download_artifacts(report.run_id, "adapter_report.json", str(tmp_path))).read())
     assert saved["verdict"] == "compatible" and saved["metrics"]["probes"] == 3
     assert ("adapter_check", {"adapter": str(family["ad"]), "base": str(family["update"]), "verdict": "compatible",
-                              "run_id": report.run_id, "findings": len(report.findings)}) in seen
+                              "run_id": report.run_id, "run_key": None, "findings": len(report.findings)}) in seen
 
 
 def test_zero_lora_b_is_no_effect(family):

@@ -158,7 +158,7 @@ def test_magic_binds_report_and_escapes_html(shell, zoo):
     ("/no/such/adapter --base default", "adapter folder /no/such/adapter does not exist"),
     ("{old} --base default", "is not a PEFT adapter: it has no adapter_config.json"),
     ("{ad} --base no-such-base", "ModelNotFound: unknown model 'no-such-base'"),
-    ("{ad} --base {old} --max-lora-rank 0", "--max-lora-rank must be at least 1"),
+    ("{ad} --base {old} --max-lora-rank 0", "--max-lora-rank 0: must be a whole number of at least 1"),
     ("{ad} --base {old} --probes nothing_here.json", "probes file nothing_here.json does not exist"),
     ("{ad} --base {old} --probes empty", "no probe prompts given"),
     ("{ad}", "the following arguments are required: --base"),

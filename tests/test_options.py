@@ -42,11 +42,16 @@ BAD = [
     (f"%adapter_check {NO} --base {NO} --max-lora-rank abc", "--max-lora-rank abc", "--max-lora-rank 16"),
     (f"%adapter_check {NO} --base {NO} --max-new-tokens 0", "--max-new-tokens 0", "--max-new-tokens 16"),
     ("%llm_engines --log x --lines many", "--lines many", "--lines 50"),
+    ("%lance_migrate backfill no_such_table --batch 0", "--batch 0", "--batch 256"),
+    ("%lance_migrate backfill no_such_table --max-batches few", "--max-batches few", "--max-batches 10"),
+    ("%lance_migrate index no_such_table --min-rows -5", "--min-rows -5", "--min-rows 5000"),
+    ("%lance_migrate shadow no_such_table --queries qs --k 0", "--k 0", "--k 10"),
 ]
 
 
 @pytest.mark.parametrize("cell, names, example", BAD, ids=[b[1] for b in BAD])
 def test_a_bad_option_value_is_one_line_before_any_work(shell, cell, names, example):
+    shell.user_ns["qs"] = ["a query"]
     with pytest.raises(UsageError) as err:
         if cell.startswith("%%"):
             shell.run_cell(cell)

@@ -138,14 +138,20 @@ def get_engine(model_path: str, cfg: Settings | None = None, *, backend: str | N
     wanted = backend or cfg.backend
     label = label or Path(model_path).name
     with _lock:
-        if (wanted, model_path, cfg.endpoint) in _choices:
-            engine = _engines.get(engine_key(model_path, cfg, backend=wanted))
-            if engine is not None:
-                if label not in engine.models:
-                    engine.models.append(label)
-                return engine
+        # Whoever started it (backend "auto" or "vllm" named outright), an engine with
+        # this key is the one to use: a second in-process vLLM engine of the same key
+        # would replace the first, and the first one's teardown breaks the second.
+        engine = _engines.get(engine_key(model_path, cfg, backend=wanted))
+        if engine is not None:
+            _choices.setdefault((wanted, model_path, cfg.endpoint), engine.choice)
+            if label not in engine.models:
+                engine.models.append(label)
+            return engine
         engine = _start(model_path, cfg, wanted, label)
         engine.key = engine_key(model_path, cfg, backend=engine.choice.backend)
+        if engine.key in _engines:  # "auto" fell back to a backend already serving it
+            engine.generator.close()
+            engine = _engines[engine.key]
         _engines[engine.key] = engine
         _choices[(wanted, model_path, cfg.endpoint)] = engine.choice
         return engine

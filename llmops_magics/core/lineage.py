@@ -128,7 +128,7 @@ def derive(evs: list[dict]) -> dict:
             model["version"] = _str(e.get("model_version")) or model["version"]
             model["digest"] = e.get("model_digest") or model["digest"]
             model["backend"] = e.get("backend")
-            model["dtype"], model["device"] = e.get("dtype"), e.get("device")
+            model.update({k: e[k] for k in ("dtype", "device") if e.get(k)})  # how it was served
             _add(models, model)
             tokens["prompt"] += int(e.get("prompt_tokens") or 0)
             tokens["completion"] += int(e.get("completion_tokens") or 0)

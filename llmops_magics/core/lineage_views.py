@@ -98,8 +98,9 @@ class SyncResult:
         bad = (f" · skipped {self.bad_lines} bad spool line(s) (copied to *.quarantine in the lineage folder)"
                if self.bad_lines else "")
         if self.error:
-            return (f"{self.pending} lineage record(s) and {self.runs_pending} run(s) wait and will be shipped "
-                    f"when MLflow answers ({self.error}){kept}{bad}")
+            runs = f" and {self.runs_pending} kept run(s) in runs-pending" if self.runs_pending else ""
+            return (f"{self.pending} lineage record(s) wait in the spool{runs} and will be shipped when MLflow "
+                    f"answers ({self.error}){kept}{bad}")
         runs = ", ".join(r[:8] for r in self.session_runs) or "-"
         return (f"shipped {self.shipped} lineage record(s) to MLflow · {self.pending} waiting · "
                 f"session run {runs}{kept}{bad}")

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, field
 
 from ..errors import BadInput
-from .display import esc, html_table, text_table
+from .display import esc, html_table, text_table, warnings_block
 from .embedders import EmbedderSpec, get_embedder
 from .vector_table import check_space, layout, search_column
 
@@ -62,6 +62,7 @@ class ShadowReport:
     rows: list[dict] = field(default_factory=list)
     run_id: str | None = None
     version: int = 0
+    warnings: list = field(default_factory=list)
 
     def _mean(self, key: str) -> float | None:
         vals = [r[key] for r in self.rows if r.get(key) is not None]
@@ -127,8 +128,10 @@ class ShadowReport:
                 row += [f"{r['ndcg_old']:.3f}", f"{r['ndcg_new']:.3f}"]
             body.append(row)
         head = f"shadow {self.table}: {self.old_column} ({self.old.ref}) vs {self.new_column} ({self.new.ref}): {self.summary}"
-        bundle = {"text/plain": head + "\n" + text_table(headers, body),
-                  "text/html": f"<div class='llmops-migrate'><b>{esc(head)}</b>{html_table(headers, body)}</div>"}
+        warn_text, warn_html = warnings_block(self.warnings)
+        bundle = {"text/plain": head + "\n" + text_table(headers, body) + warn_text,
+                  "text/html": f"<div class='llmops-migrate'><b>{esc(head)}</b>{html_table(headers, body)}"
+                               f"{warn_html}</div>"}
         bundle["application/vnd.plotly.v1+json"] = self.figure.to_plotly_json()
         return bundle
 

@@ -105,8 +105,11 @@ def check_space(column: str, spec: EmbedderSpec, *, query: EmbedderSpec | None =
         )
 
 
-def normalize_rows(data, *, id_column: str, text_column: str, start_id: int = 0) -> list[dict]:
-    """Texts, dicts or a DataFrame -> row dicts with an id and a text."""
+def normalize_rows(data, *, id_column: str, text_column: str, start_id: int | None = 0) -> list[dict]:
+    """Texts, dicts or a DataFrame -> row dicts with a text, and an id from ``start_id`` on.
+
+    With ``start_id=None`` rows given without an id keep none: the caller allocates them.
+    """
     if hasattr(data, "to_dict") and hasattr(data, "columns"):
         data = data.to_dict("records")
     if isinstance(data, str):
@@ -116,11 +119,12 @@ def normalize_rows(data, *, id_column: str, text_column: str, start_id: int = 0)
         row = {text_column: item} if isinstance(item, str) else dict(item)
         if not isinstance(row.get(text_column), str):
             raise BadInput(f"row {i} has no string {text_column!r}: give texts or dicts with a {text_column!r} key")
-        row.setdefault(id_column, start_id + i)
+        if start_id is not None:
+            row.setdefault(id_column, start_id + i)
         rows.append(row)
     if not rows:
         raise BadInput("no rows given: pass a list of texts or of dicts with a text")
-    ids = [r[id_column] for r in rows]
+    ids = [r[id_column] for r in rows if id_column in r]
     if len(set(ids)) != len(ids):
         raise BadInput(f"{id_column!r} values repeat: every row needs its own id")
     return rows

@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Literal
 
 from IPython.core.magic import Magics, line_magic, magics_class
-from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.core.magic_arguments import argument, magic_arguments
 
 from ..core.migration import STEPS, run_step
 from ..errors import BadInput
+from .args import parse_line
 from .edge import user_errors
 
 
@@ -28,23 +29,24 @@ class Start:
     kind: Literal["start"] = "start"
 
 
+# Numbers stay as typed here: run_step checks every option value (core/options).
 @dataclass(frozen=True)
 class Backfill:
-    batch: int = 256
-    max_batches: int | None = None
+    batch: int | str = 256
+    max_batches: int | str | None = None
     kind: Literal["backfill"] = "backfill"
 
 
 @dataclass(frozen=True)
 class Index:
-    min_rows: int = 5000
+    min_rows: int | str = 5000
     kind: Literal["index"] = "index"
 
 
 @dataclass(frozen=True)
 class Shadow:
     queries: tuple
-    k: int = 10
+    k: int | str = 10
     labels: object = None
     kind: Literal["shadow"] = "shadow"
 
@@ -118,18 +120,18 @@ class LanceMigrateMagics(Magics):
     @argument("--db", default=None, help="LanceDB URI (default: <home>/lancedb).")
     @argument("--to", default=None, help="plan/start: embedder ref (default-embedding, minilm-cls, smollm2-mean, a folder).")
     @argument("--column", default=None, help="start: name of the new vector column.")
-    @argument("--batch", type=int, default=None, help="backfill: rows per commit (default 256).")
-    @argument("--max-batches", type=int, default=None, help="backfill: stop after this many batches.")
-    @argument("--min-rows", type=int, default=None, help="index: smallest table that gets an ANN index (default 5000).")
+    @argument("--batch", default=None, help="backfill: rows per commit (default 256).")
+    @argument("--max-batches", default=None, help="backfill: stop after this many batches.")
+    @argument("--min-rows", default=None, help="index: smallest table that gets an ANN index (default 5000).")
     @argument("--queries", default=None, help="shadow: a variable or file with the queries.")
-    @argument("--k", type=int, default=None, help="shadow: top-k compared (default 10).")
+    @argument("--k", default=None, help="shadow: top-k compared (default 10).")
     @argument("--labels", default=None, help="shadow: variable or JSON file: relevant ids per query.")
     @argument("--yes", action="store_true", help="finish: drop the old column without asking.")
     @line_magic
     @user_errors
     def lance_migrate(self, line):
         """Run one migration step; the result is shown and bound to ``_lance_migrate``."""
-        args = parse_argstring(self.lance_migrate, line)
+        args = parse_line(self.lance_migrate, line)
         cmd = parse_command(args, self.shell.user_ns)
         options = {k: v for k, v in asdict(cmd).items() if k != "kind"}
         if cmd.kind == "finish" and not cmd.confirm:
