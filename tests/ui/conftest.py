@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from lab_harness import CHROMIUM_ARGS, JupyterLab, LabPage, chromium_path  # noqa: E402
+from lab_harness import CHROMIUM_ARGS, SCREENSHOTS, JupyterLab, LabPage, chromium_path  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -71,3 +71,10 @@ def lab_page(browser, jupyter_lab):
     # Kernels hold models (about 1 GB each): end them with the test that started them.
     jupyter_lab.end_sessions()
     assert not errors, f"errors in the page: {errors}"
+
+
+@pytest.fixture
+def screenshot_dir(tmp_path):
+    """docs/img when LLMOPS_UPDATE_SCREENSHOTS=1 (to refresh the README's), else tmp: a test
+    run leaves the working tree as it found it."""
+    return SCREENSHOTS if os.environ.get("LLMOPS_UPDATE_SCREENSHOTS") == "1" else tmp_path

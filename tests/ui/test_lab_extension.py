@@ -9,11 +9,9 @@ drives the real magics.
 from __future__ import annotations
 
 import copy
-import os
 
 import pytest
 
-from lab_harness import SCREENSHOTS
 
 MIME = "application/vnd.llmops.lineage+json"
 XSS = '<img src=x onerror="window.__llmopsXss=1">'
@@ -172,12 +170,7 @@ def test_strings_from_the_kernel_render_as_text(lab_page):
     assert "llmops" not in saved["cells"][2]["metadata"]
 
 
-def screenshot_dir(tmp_path):
-    """docs/img when LLMOPS_UPDATE_SCREENSHOTS=1 (to refresh the README's), else tmp."""
-    return SCREENSHOTS if os.environ.get("LLMOPS_UPDATE_SCREENSHOTS") == "1" else tmp_path
-
-
-def test_real_magics_badge_panel_drift_metadata_and_reopen(lab_page, jupyter_lab, tmp_path):
+def test_real_magics_badge_panel_drift_metadata_and_reopen(lab_page, jupyter_lab, tmp_path, screenshot_dir):
     """The issue's walk-through with the real kernel side: registry, pins, %%llm, alias."""
     lab_page.new_notebook("walkthrough.ipynb")
     lab_page.run_cell("%load_ext llmops_magics\n%config LlmopsMagics.backend = 'transformers'")
@@ -216,11 +209,10 @@ def test_real_magics_badge_panel_drift_metadata_and_reopen(lab_page, jupyter_lab
     last = lab_page.cell(lab_page.cells.count() - 2)
     assert "1 pin drifted" in last.locator(".jp-llmops-lineage-output summary").inner_text()
 
-    shots = screenshot_dir(tmp_path)
     last.locator(".jp-llmops-lineage-output summary").click(position={"x": 4, "y": 6})
     last.locator(".jp-llmops-details").wait_for()
-    lab_page.screenshot(shots / "lineage-badges.png", lab_page.page.locator(".jp-NotebookPanel:visible"))
-    lab_page.screenshot(shots / "llmops-panel.png")  # the notebook beside the panel
+    lab_page.screenshot(screenshot_dir / "lineage-badges.png", lab_page.page.locator(".jp-NotebookPanel:visible"))
+    lab_page.screenshot(screenshot_dir / "llmops-panel.png")  # the notebook beside the panel
 
     # Saved without outputs and reopened: the badge comes back from metadata.
     saved = lab_page.save("walkthrough.ipynb")

@@ -7,7 +7,6 @@ import re
 
 import pytest
 
-from lab_harness import SCREENSHOTS
 
 pytestmark = pytest.mark.slow
 
@@ -49,13 +48,14 @@ def test_untrusted_outputs_render_as_text(lab_page):
     assert page.evaluate("window.__rvXss") is None
 
 
-def test_review_a_shadow_with_the_keyboard(lab_page, lora_adapter):
+def test_review_a_shadow_with_the_keyboard(lab_page, lora_adapter, screenshot_dir):
     page = lab_page.page
     lab_page.new_notebook("review.ipynb")
     cell = lab_page.run_cell(
         "import llmops_magics\n"
         "r = llmops_magics.shadow(['Name a colour of the sky.', 'What is 2 + 2?'],\n"
-        f"    primary='default', candidate={str(lora_adapter)!r}, max_tokens=16, name='ui-review')\n"
+        f"    primary='default', candidate={str(lora_adapter)!r}, max_tokens=16, name='ui-review',\n"
+        "    adapter_mode='lora')\n"
         "r",
         timeout_ms=560_000,  # a vLLM engine starts in the kernel
     )
@@ -88,7 +88,7 @@ def test_review_a_shadow_with_the_keyboard(lab_page, lora_adapter):
     assert "your verdict: left" in widget.locator(".llmops-rv-reveal").inner_text()
     # The keys went to the widget, not to notebook shortcuts (1/3 would make headings).
     assert lab_page.cells.count() == 2
-    lab_page.screenshot(SCREENSHOTS / "review-widget.png", widget)
+    lab_page.screenshot(screenshot_dir / "review-widget.png", widget)
 
     # The kernel's session persisted both verdicts, the note included.
     out = lab_page.run_cell(
