@@ -202,16 +202,19 @@ def test_tracking_calls_do_not_grow_with_cases(mlflow_server):
 
 
 def test_serving_config_change_of_the_same_weights_is_a_candidate():
-    """bfloat16 vs the CPU default (float32) for this fp32 checkpoint: same weights,
-    another engine, other greedy outputs; the result says the dtypes differ."""
-    kwargs = dict(primary="default", candidate="default", candidate_engine_args={"dtype": "bfloat16"},
+    """Another dtype than the default (float32 on CPU, the engine's choice on a GPU) for
+    this fp32 checkpoint: same weights, another engine, other greedy outputs; the result
+    says the dtypes differ."""
+    default = llmops_magics.llm("hi", backend="vllm", max_tokens=1, log=False).dtype
+    other = "bfloat16" if default == "float32" else "float32"
+    kwargs = dict(primary="default", candidate="default", candidate_engine_args={"dtype": other},
                   max_tokens=16, log=False)
     together = llmops_magics.shadow(MANY[:16], **kwargs)
     assert together.params["engine_plan"] == "together"
-    assert json.loads(together.params["candidate_engine_args"])["dtype"] == "bfloat16"
-    assert (together.params["primary_dtype"], together.params["candidate_dtype"]) == ("float32", "bfloat16")
+    assert json.loads(together.params["candidate_engine_args"])["dtype"] == other
+    assert (together.params["primary_dtype"], together.params["candidate_dtype"]) == (default, other)
     assert any("different dtypes" in n for n in together.notes)
-    assert together.differing_cases, "bfloat16 changed greedy outputs of some prompts"
+    assert together.differing_cases, f"{other} changed greedy outputs of some prompts"
     assert together.label != "equivalent"
     # Not enough memory for two: one engine at a time, the first released; same batches,
     # same outputs.
@@ -221,6 +224,6 @@ def test_serving_config_change_of_the_same_weights_is_a_candidate():
     assert len(engines.loaded_engines()) == before - 1
     assert [r["candidate_output"] for r in apart.rows] == [r["candidate_output"] for r in together.rows]
     assert [r["primary_output"] for r in apart.rows] == [r["primary_output"] for r in together.rows]
-    for gen in engines.loaded_engines():  # give the bfloat16 engine's memory back
-        if dict(gen.key.options).get("dtype") == "bfloat16":
+    for gen in engines.loaded_engines():  # give the other engine's memory back
+        if dict(gen.key.options).get("dtype") == other:
             engines.release(gen)

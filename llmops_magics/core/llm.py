@@ -12,7 +12,7 @@ from ..errors import BadInput, TrackingError
 from . import events, options, tracking
 from .display import esc, html_table, run_link, text_table, warnings_block
 from .engines import get_engine
-from .models import ResolvedModel, resolve_model
+from .models import ResolvedModel, resolution_note, resolve_model
 
 
 @dataclass
@@ -193,6 +193,8 @@ def llm(
         except TrackingError as e:  # the answers stand; the run waits in the home
             result.warnings.append(str(e))
             result.run_key = getattr(e, "key", None)
+    result.warnings += [n for n in (resolution_note(model or resolved.ref, resolved),
+                                    resolution_note(prompt, template) if template is not None else None) if n]
     events.emit("generation", {
         "model": resolved.label, "model_ref": resolved.ref, "backend": engine.backend,
         "dtype": engine.dtype, "device": engine.device,

@@ -29,7 +29,7 @@ from .display import esc, html_table, text_table
 from .models import ResolvedModel, register_resolver
 from .refs import check_alias_name, check_name, parse_ref
 from .registry_client import mlflow_errors, now_iso, short, who
-from .tracking import bounded_command, client, experiment_id, read_artifact, terminate
+from .tracking import MlflowUnavailable, bounded_command, client, experiment_id, read_artifact, terminate
 
 KINDS = ("chat", "embedding")
 MANIFEST = "manifest.json"
@@ -71,11 +71,11 @@ class ModelRef:
     def label(self) -> str:
         return f"{self.name}/{self.version}"
 
-    def resolved(self, ref: str | None = None) -> ResolvedModel:
+    def resolved(self, ref: str | None = None, *, via: str = "") -> ResolvedModel:
         """What a backend loads: the base folder plus the adapter, if any."""
         adapter = Adapter(f"{self.name}-v{self.version}", self.adapter_path) if self.adapter_path else None
         return ResolvedModel(ref or self.label, self.name, self.base_path, adapter, str(self.version),
-                             self.kind, dict(self.params), digest=self.digest)
+                             self.kind, dict(self.params), digest=self.digest, via=via)
 
     def file_path(self, f: FileDigest) -> Path:
         return Path(self.adapter_path if f.part == "adapter" else self.base_path) / f.path
@@ -502,8 +502,16 @@ def resolve_registered(ref: str, cfg: Settings) -> ResolvedModel | None:
 
     pin = pinned("model", parsed, cfg)
     if pin is not None and pin.model is not None:
-        return pin.model.resolved(ref)
-    return find_model(parsed, cfg).resolved(ref)
+        return pin.model.resolved(ref, via="pin")
+    try:
+        return find_model(parsed, cfg).resolved(ref)
+    except MlflowUnavailable:
+        from .pins import locked
+
+        found = locked("model", parsed, cfg)
+        if found is None:
+            raise
+        return found.resolved(ref, via="lockfile")
 
 
 @bounded_command

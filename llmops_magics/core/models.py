@@ -32,10 +32,22 @@ class ResolvedModel:
     kind: str = "chat"
     params: dict = field(default_factory=dict)
     digest: str | None = None  # the registry's manifest digest, for registered models
+    via: str = ""  # where a registered version came from when not the registry: "pin" or "lockfile"
 
     @property
     def label(self) -> str:
         return f"{self.name}/{self.version}" if self.version else self.name
+
+
+def resolution_note(ref, resolved) -> str | None:
+    """One line saying a ref was resolved without the registry (from a pin or the
+    lockfile) while MLflow was unreachable; None otherwise."""
+    from .tracking import unavailable
+
+    via = getattr(resolved, "via", "")
+    if via == "lockfile" or (via == "pin" and unavailable()):
+        return f"{ref} resolved to {resolved.label} from the {via} (the registry was unreachable)"
+    return None
 
 
 def register_resolver(fn) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import threading
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from ..config import Settings, settings
@@ -22,7 +22,7 @@ from .engines import serving_for
 from .tracking import bounded_command
 from .aliases import alias_target
 from .display import esc, html_table, text_table
-from .model_registry import ModelRef, find_model
+from .model_registry import FileDigest, ModelRef, find_model
 from .prompts import PromptRef, find_prompt
 from .refs import Ref, parse_ref
 from .registry_client import now_iso, public_uri, short, who
@@ -103,7 +103,11 @@ class PinSet:
             "llmops_lock": LOCK_FORMAT, "created_at": now_iso(), "created_by": who(),
             "tracking_uri": public_uri(self.pins[0].store) if self.pins else public_uri(settings().resolved_tracking_uri),
             "pins": [{"kind": p.kind, "name": p.name, "version": p.version, "alias": p.alias, "digest": p.digest,
-                      **({"serving": serving_for(p.model.base_path)} if p.model is not None else {})}
+                      "store": public_uri(p.store),
+                      **({"serving": serving_for(p.model.base_path)} if p.model is not None else {}),
+                      # The whole version, so refs resolve from the lockfile while the
+                      # registry is unreachable (see locked()).
+                      "ref": _ref_data(p.ref)}
                      for p in self.pins],
         }
 
@@ -266,10 +270,63 @@ def save_lock(path: str | Path | None = None) -> Path:
         raise BadInput("nothing to save: pin something first (%llm_pin prompt NAME@ALIAS)")
     path = Path(path or LOCKFILE)
     try:
-        path.write_text(json.dumps(current.lock(), indent=2) + "\n")
+        path.write_text(json.dumps(current.lock(), indent=2, default=str) + "\n")
     except OSError as e:
         raise BadInput(f"cannot write {path}: {e.strerror or e}: pick a writable path") from None
+    global _lockfile
+    _lockfile = path
     return path
+
+
+# The lockfile in force: the one last saved or loaded here, else llmops.lock.json in the cwd.
+_lockfile: Path | None = None
+
+
+def _ref_data(ref) -> dict | None:
+    if ref is None:
+        return None
+    data = asdict(ref)
+    data.pop("via", None)
+    if "variables" in data:
+        data["variables"] = sorted(data["variables"])
+    return data
+
+
+def _ref_from(kind: str, data: dict):
+    if kind == "prompt":
+        return PromptRef(**{**data, "variables": frozenset(data.get("variables") or ()),
+                            "aliases": tuple(data.get("aliases") or ())})
+    files = tuple(FileDigest(**f) for f in data.get("files") or ())
+    return ModelRef(**{**data, "files": files})
+
+
+def locked(kind: str, ref: Ref, cfg: Settings | None = None):
+    """The version the lockfile in force holds for ``ref`` (same store, and the ref names
+    its version, its alias or just its name), or None. Model files are checked against
+    the digests the lockfile recorded."""
+    cfg = cfg or settings()
+    path = _lockfile or Path(LOCKFILE)
+    try:
+        data = json.loads(path.read_text())
+        entries = data["pins"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    store = public_uri(cfg.resolved_tracking_uri)
+    for e in entries:
+        if not isinstance(e, dict) or (e.get("kind"), e.get("name")) != (kind, ref.name) or not e.get("ref"):
+            continue
+        if e.get("store", data.get("tracking_uri")) != store:
+            continue  # a version of another registry
+        if ref.is_latest or (ref.alias is not None and ref.alias == e.get("alias")) or ref.version == e.get("version"):
+            try:
+                found = _ref_from(kind, e["ref"])
+            except TypeError:  # a lockfile from another version of this package
+                return None
+            if kind == "model" and found.changed_files(cfg):
+                raise DigestMismatch(f"{path} pins {found.label}, but its files changed on disk: restore them "
+                                     "or resolve it in the registry once MLflow answers")
+            return found
+    return None
 
 
 @bounded_command
@@ -316,6 +373,8 @@ def load_lock(path: str | Path | None = None, *, cfg: Settings | None = None) ->
     for p in new.pins:
         events.emit("pin", {"kind": p.kind, "name": p.name, "version": p.version, "alias": p.alias,
                             "digest": p.digest, "source": str(path)})
+    global _lockfile
+    _lockfile = path
     return _set(new)
 
 

@@ -12,7 +12,7 @@ import hashlib
 import json
 import re
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..config import Settings, settings
 from ..errors import BadInput, PromptNotFound
@@ -20,7 +20,7 @@ from . import events
 from .display import esc
 from .refs import Ref, check_name, parse_ref
 from .registry_client import mlflow_errors, short
-from .tracking import bounded_command, client
+from .tracking import MlflowUnavailable, bounded_command, client
 
 # Same rule as MLflow's PROMPT_TEMPLATE_VARIABLE_PATTERN, so both agree on the variables.
 VARIABLE_RE = re.compile(r"\{\{\s*([a-zA-Z_][a-zA-Z0-9_]*(?:\.[a-zA-Z_][a-zA-Z0-9_]*)*)\s*\}\}")
@@ -52,6 +52,8 @@ class PromptRef:
     variables: frozenset = frozenset()
     message: str = ""
     aliases: tuple = field(default=(), compare=False)
+    # Where this version came from when not the registry: "pin" or "lockfile".
+    via: str = field(default="", compare=False)
 
     def __hash__(self):  # template / response_format may be lists and dicts
         return hash((self.name, self.version, self.digest))
@@ -336,8 +338,16 @@ def resolve_prompt(ref, cfg: Settings | None = None) -> PromptRef:
 
     pin = pinned("prompt", parsed, cfg)
     if pin is not None and pin.prompt is not None:
-        return pin.prompt
-    return find_prompt(parsed, cfg)
+        return replace(pin.prompt, via="pin")
+    try:
+        return find_prompt(parsed, cfg)
+    except MlflowUnavailable:
+        from .pins import locked
+
+        found = locked("prompt", parsed, cfg)
+        if found is None:
+            raise
+        return replace(found, via="lockfile")
 
 
 @bounded_command

@@ -31,7 +31,7 @@ from ..config import Settings, settings
 from ..errors import BadInput, LlmopsError, ModelNotFound, TrackingError
 from . import engines, events, options, tracking
 from .compare import compare_cases, judge_messages, judge_order, parse_vote
-from .models import ResolvedModel, resolve_model
+from .models import ResolvedModel, resolution_note, resolve_model
 from .shadow_result import ShadowResult
 from .stats import (Thresholds, differing_check, judge_check, latency_check, length_check, overall,
                     paired_rate_check, similarity_check)
@@ -588,6 +588,8 @@ def shadow(
         except TrackingError as e:  # the comparison stands; the run waits in the home
             result.warnings.append(str(e))
             result.run_key = getattr(e, "key", None)
+    result.warnings += [n for n in (resolution_note(primary, side_p.model), resolution_note(candidate, side_c.model),
+                                    resolution_note(prompt, prompt_ref) if prompt_ref is not None else None) if n]
     events.emit("shadow", {
         "name": name, "verdict": result.label, "run_id": result.run_id, "run_key": result.run_key,
         "primary": side_p.model.ref, "candidate": side_c.model.ref, "n_cases": len(cases),

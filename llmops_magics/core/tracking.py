@@ -550,24 +550,47 @@ def ship_pending(cfg: Settings | None = None) -> PendingReport:
     store = public_uri(cfg.resolved_tracking_uri)
     with command(cfg):
         for path in files:
-            try:
-                record = RunRecord(**json.loads(path.read_text(encoding="utf-8")))
-            except (ValueError, TypeError, OSError):
-                # Unreadable: set aside so it never blocks the others, counted in the report.
-                with contextlib.suppress(OSError):
-                    os.replace(path, path.with_suffix(".bad"))
-                report.bad += 1
-                continue
-            if record.store != store:
-                continue  # kept for another tracking URI: shipped when that one is in force
-            if report.error:
-                report.pending += 1
-                continue
-            try:
-                _write(record, cfg, replay=True)
-                path.unlink(missing_ok=True)
-                report.shipped += 1
-            except TrackingError as e:
-                report.error = str(e)
-                report.pending += 1
+            with _claimed(path) as f:
+                if f is None:
+                    continue  # another process is writing it now, or has written it
+                try:
+                    record = RunRecord(**json.loads(f.read()))
+                except (ValueError, TypeError, OSError):
+                    # Unreadable: set aside so it never blocks the others, counted in the report.
+                    with contextlib.suppress(OSError):
+                        os.replace(path, path.with_suffix(".bad"))
+                    report.bad += 1
+                    continue
+                if record.store != store:
+                    continue  # kept for another tracking URI: shipped when that one is in force
+                if report.error:
+                    report.pending += 1
+                    continue
+                try:
+                    _write(record, cfg, replay=True)
+                    path.unlink(missing_ok=True)  # before the lock is let go: no second writer
+                    report.shipped += 1
+                except TrackingError as e:
+                    report.error = str(e)
+                    report.pending += 1
     return report
+
+
+@contextlib.contextmanager
+def _claimed(path: Path):
+    """The kept run's file, open and exclusively locked; None if another process holds it
+    or it is gone. Two kernels on one home then never replay the same run at once."""
+    import fcntl
+
+    try:
+        f = open(path, encoding="utf-8")
+    except FileNotFoundError:
+        yield None
+        return
+    with f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            yield None
+            return
+        yield f
