@@ -111,6 +111,7 @@ def test_every_kernel_works_after_a_kill_during_store_creation(tmp_path):
                          env={**os.environ, "LLMOPS_LINEAGE": "off"})
     assert out.returncode == 0, out.stderr[-3000:]
     assert json.loads(out.stdout.strip().splitlines()[-1]) == folders, "every folder works after the kill"
+    print(f"\nstore creation {create_s:.2f} s; {hit} of 30 kills landed inside it; 30 of 30 folders work")
     for folder in folders:
         assert not list(Path(folder).glob(".mlflow.db.building-*")), "no leftover half-built file"
 
@@ -304,6 +305,7 @@ def test_every_magic_spends_at_most_the_budget_on_a_down_mlflow(shell, server, p
                 assert "MLflow" in text and "//127.0.0.1" in text, text
             spent = seconds - healthy.get(name, 0.0)
             assert spent <= BUDGET_S + SLACK_S, f"{name} spent {spent:.1f} s on a {outage} MLflow"
+            print(f"\n{outage}: {name} spent {max(spent, 0.0):.2f} s on MLflow")
     finally:
         proxy.restore()
     kept = sorted((on_server.home / "runs-pending").glob("*.json"))

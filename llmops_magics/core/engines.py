@@ -103,7 +103,7 @@ def engine_key(model_path: str, cfg: Settings | None = None, *, backend: str | N
     chosen = _predicted_backend(model_path, cfg, backend or cfg.backend)
     try:
         options = _options(chosen, cfg)
-    except ImportError:  # not installed: the start will say so
+    except Exception:  # not installed, or broken: the start will say what is wrong
         options = tuple(sorted(cfg.engine_args.items(), key=str))
     return (chosen, str(model_path), cfg.endpoint if chosen == "openai" else "", options)
 
