@@ -319,7 +319,7 @@ class ReviewSession:
     def _push_mlflow(self) -> None:
         from mlflow.entities import Metric, RunTag
 
-        from .tracking import client, public_uri
+        from .tracking import client, describe, public_uri
 
         t = self.tally()
         rows = [[_json_safe(getattr(v, c)) for c in _COLUMNS] for v in self._ordered_verdicts()]
@@ -338,7 +338,7 @@ class ReviewSession:
         except Exception as e:
             # The verdict is already in the spool; the next vote rewrites the whole table.
             self.sync_error = (f"saved locally ({self.spool_path}); MLflow at {public_uri(self.cfg.resolved_tracking_uri)} "
-                               f"refused: {type(e).__name__}: {_first_line(e)}")
+                               f"refused: {describe(e)}")
 
     def _ordered_verdicts(self) -> list[ReviewVerdict]:
         return [self.verdicts[str(c.id)] for c in self.cases if str(c.id) in self.verdicts]
@@ -457,13 +457,8 @@ def _json_safe(value):
     return value if isinstance(value, (str, int, float, bool)) or value is None else str(value)
 
 
-def _first_line(e: Exception) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0][:300] if text else ""
-
-
 def _download_json(run_id: str, path: str, cfg: Settings, *, missing_ok: bool = False):
-    from .tracking import public_uri, read_artifact
+    from .tracking import describe, public_uri, read_artifact
 
     try:
         text = read_artifact(run_id, path, cfg)
@@ -473,8 +468,7 @@ def _download_json(run_id: str, path: str, cfg: Settings, *, missing_ok: bool = 
         if getattr(e, "error_code", "") in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"):
             raise BadInput(f"no MLflow run {run_id!r} at {public_uri(cfg.resolved_tracking_uri)}: "
                            "check the run id") from None
-        raise TrackingError(f"MLflow at {public_uri(cfg.resolved_tracking_uri)} refused: {type(e).__name__}: "
-                            f"{_first_line(e)}") from e
+        raise TrackingError(f"MLflow at {public_uri(cfg.resolved_tracking_uri)} refused: {describe(e)}") from e
     if text is None:
         if missing_ok:
             return None

@@ -36,7 +36,7 @@ from .shadow_result import ShadowResult
 from .stats import (Thresholds, differing_check, judge_check, latency_check, length_check, overall,
                     paired_rate_check, similarity_check)
 
-ENGINE_PLANS = ("auto", "together", "one-at-a-time")
+ENGINE_PLANS = options.RULES["engine_plan"].choices
 # Share of the memory available at call time that two engines may use together.
 MEMORY_FRACTION = 0.8
 

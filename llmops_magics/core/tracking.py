@@ -132,13 +132,13 @@ def unavailable() -> str | None:
     return budget.failed if budget is not None else None
 
 
-def _advice(cfg: Settings) -> str:
-    return ("start it or check LlmopsMagics.tracking_uri; what this command wrote is kept "
-            "and %lineage sync sends it once MLflow answers")
+# What to do, said with every "MLflow does not answer".
+ADVICE = ("start it or check LlmopsMagics.tracking_uri; what this command wrote is kept "
+          "and %lineage sync sends it once MLflow answers")
 
 
 def _give_up(budget: _Budget, cfg: Settings, why: str) -> MlflowUnavailable:
-    budget.failed = f"MLflow at {public_uri(cfg.resolved_tracking_uri)} {why}: {_advice(cfg)}"
+    budget.failed = f"MLflow at {public_uri(cfg.resolved_tracking_uri)} {why}: {ADVICE}"
     return MlflowUnavailable(budget.failed)
 
 
@@ -154,7 +154,7 @@ def ping(cfg: Settings | None = None, timeout_s: float = PING_S) -> None:
         requests.get(uri.rstrip("/") + "/health", timeout=timeout_s).raise_for_status()
     except requests.RequestException as e:
         raise MlflowUnavailable(
-            f"MLflow at {public_uri(uri)} does not answer ({type(e).__name__}): {_advice(cfg)}") from None
+            f"MLflow at {public_uri(uri)} does not answer ({type(e).__name__}): {ADVICE}") from None
 
 
 def _bounded(fn, timeout_s: float):
