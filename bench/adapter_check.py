@@ -32,8 +32,7 @@ LLAMA_7B = {"hidden": 4096, "intermediate": 11008, "layers": 32, "heads": 32, "v
 
 def _llama_tensors(c: dict) -> dict[str, tuple[int, ...]]:
     h, i = c["hidden"], c["intermediate"]
-    out = {"model.embed_tokens.weight": (c["vocab"], h), "model.norm.weight": (h,),
-           "lm_head.weight": (c["vocab"], h)}
+    out = {"model.embed_tokens.weight": (c["vocab"], h), "model.norm.weight": (h,), "lm_head.weight": (c["vocab"], h)}
     for n in range(c["layers"]):
         p = f"model.layers.{n}."
         for m in ("q_proj", "k_proj", "v_proj", "o_proj"):
@@ -71,21 +70,32 @@ def build_7b(root: Path, rank: int = 16) -> tuple[Path, Path, int]:
     c = LLAMA_7B
     base = root / "llama-7b-like"
     base.mkdir()
-    (base / "config.json").write_text(json.dumps({
-        "architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": c["hidden"],
-        "intermediate_size": c["intermediate"], "num_hidden_layers": c["layers"],
-        "num_attention_heads": c["heads"], "num_key_value_heads": c["heads"], "vocab_size": c["vocab"],
-        "torch_dtype": "float16"}))
+    (base / "config.json").write_text(
+        json.dumps(
+            {
+                "architectures": ["LlamaForCausalLM"],
+                "model_type": "llama",
+                "hidden_size": c["hidden"],
+                "intermediate_size": c["intermediate"],
+                "num_hidden_layers": c["layers"],
+                "num_attention_heads": c["heads"],
+                "num_key_value_heads": c["heads"],
+                "vocab_size": c["vocab"],
+                "torch_dtype": "float16",
+            }
+        )
+    )
     shapes = _llama_tensors(c)
     names = list(shapes)
-    shards = [names[: len(names) // 2], names[len(names) // 2:]]
+    shards = [names[: len(names) // 2], names[len(names) // 2 :]]
     weight_map, total = {}, 0
     for k, part in enumerate(shards, 1):
         fname = f"model-{k:05d}-of-00002.safetensors"
         total += _write_sparse_safetensors(base / fname, {n: shapes[n] for n in part})
         weight_map.update({n: fname for n in part})
-    (base / "model.safetensors.index.json").write_text(json.dumps({"metadata": {"total_size": total},
-                                                                   "weight_map": weight_map}))
+    (base / "model.safetensors.index.json").write_text(
+        json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map})
+    )
     adapter = root / "adapter-r16"
     adapter.mkdir()
     torch.manual_seed(0)
@@ -96,32 +106,50 @@ def build_7b(root: Path, rank: int = 16) -> tuple[Path, Path, int]:
             tensors[f"{key}.lora_A.weight"] = torch.randn(rank, c["hidden"], dtype=torch.float16) * 0.01
             tensors[f"{key}.lora_B.weight"] = torch.randn(c["hidden"], rank, dtype=torch.float16) * 0.01
     save_file(tensors, str(adapter / "adapter_model.safetensors"))
-    (adapter / "adapter_config.json").write_text(json.dumps({
-        "peft_type": "LORA", "task_type": "CAUSAL_LM", "base_model_name_or_path": str(base), "r": rank,
-        "lora_alpha": 2 * rank, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"], "bias": "none",
-        "fan_in_fan_out": False, "use_dora": False, "modules_to_save": None}))
+    (adapter / "adapter_config.json").write_text(
+        json.dumps(
+            {
+                "peft_type": "LORA",
+                "task_type": "CAUSAL_LM",
+                "base_model_name_or_path": str(base),
+                "r": rank,
+                "lora_alpha": 2 * rank,
+                "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"],
+                "bias": "none",
+                "fan_in_fan_out": False,
+                "use_dora": False,
+                "modules_to_save": None,
+            }
+        )
+    )
     adapter_bytes = (adapter / "adapter_model.safetensors").stat().st_size
     return base, adapter, total + adapter_bytes
 
 
 def bench_static(root: Path) -> None:
-    from llmops_magics.core.adapter_static import static_check
+    from llmops_magics.core.adapter.static import static_check
 
     t0 = time.perf_counter()
     base, adapter, on_disk = build_7b(root)
-    print(f"wrote 7B-shaped base + r=16 adapter in {time.perf_counter() - t0:.1f} s "
-          f"({on_disk / 1e9:.2f} GB of safetensors, base data sparse)")
+    print(
+        f"wrote 7B-shaped base + r=16 adapter in {time.perf_counter() - t0:.1f} s "
+        f"({on_disk / 1e9:.2f} GB of safetensors, base data sparse)"
+    )
     runs = []
     for _ in range(5):
         result = static_check(adapter, base, old_base_dir=base, max_lora_rank=16)
         runs.append(result.stats)
     first, best = runs[0], min(runs, key=lambda s: s["seconds"])
     problems = [f for f in result.findings if f.severity != "info"]
-    print(f"static check: {first['tensors_checked']} adapter tensors vs {first['base_tensors']} base tensors, "
-          f"{len(problems)} non-info findings")
+    print(
+        f"static check: {first['tensors_checked']} adapter tensors vs {first['base_tensors']} base tensors, "
+        f"{len(problems)} non-info findings"
+    )
     print(f"  seconds: first {first['seconds']:.4f}, best of 5 {best['seconds']:.4f}   (target < 1 s)")
-    print(f"  bytes read: {first['bytes_read']:,} of {on_disk:,} on disk = "
-          f"{first['bytes_read'] / on_disk:.2e} of the files   (target < 1 MB)")
+    print(
+        f"  bytes read: {first['bytes_read']:,} of {on_disk:,} on disk = "
+        f"{first['bytes_read'] / on_disk:.2e} of the files   (target < 1 MB)"
+    )
 
 
 def bench_behavior(root: Path, n_probes: int, backend: str) -> None:
@@ -131,8 +159,8 @@ def bench_behavior(root: Path, n_probes: int, backend: str) -> None:
 
     import llmops_magics
     from llmops_magics.backends.default_models import chat_model_dir
-    from llmops_magics.core.adapter_behavior import load_probes
-    from llmops_magics.core.engines import get_generator
+    from llmops_magics.core.adapter.behavior import load_probes
+    from llmops_magics.core.generation.engines import get_generator
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     from adapter_helpers import perturbed_base
@@ -141,8 +169,9 @@ def bench_behavior(root: Path, n_probes: int, backend: str) -> None:
     base = chat_model_dir(cfg.model_cache)
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
-    get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"],
-                                     init_lora_weights=False)).save_pretrained(root / "smol-adapter")
+    get_peft_model(
+        model, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    ).save_pretrained(root / "smol-adapter")
     del model
     probes = (load_probes() * 4)[:n_probes]
     updated = perturbed_base(base, root / "smol-updated", noise=0.02)
@@ -153,20 +182,25 @@ def bench_behavior(root: Path, n_probes: int, backend: str) -> None:
     load_s = time.perf_counter() - t0
     print(f"behavioral check, default model, {len(probes)} probes x 16 reference tokens, {backend}:")
     print(f"  engine load (apart): {load_s:.1f} s")
-    for label, new in (("same base (no-effect check)", str(base)),
-                       ("perturbed base (full drift check)", str(updated))):
+    for label, new in (("same base (no-effect check)", str(base)), ("perturbed base (full drift check)", str(updated))):
         if backend == "vllm" and label.startswith("perturbed"):
             continue  # one vLLM engine per process: the drift check would start a second
         t0, c0 = time.perf_counter(), time.process_time()
-        report = llmops_magics.check_adapter(str(root / "smol-adapter"), base=new, old_base=str(base),
-                                             probes=probes, backend=backend, log=False)
+        report = llmops_magics.check_adapter(
+            str(root / "smol-adapter"), base=new, old_base=str(base), probes=probes, backend=backend, log=False
+        )
         s, cpu = time.perf_counter() - t0, time.process_time() - c0
         m = report.metrics
-        extra = "" if "adapter_drift_kl" not in m else (
-            f", adapter drift {m['adapter_drift_kl']:.3f} vs base drift {m['base_drift_kl']:.3f}")
-        print(f"  {label}: {s:.1f} s wall, {cpu:.1f} s CPU (target < 60 s; load average "
-              f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores), verdict {report.verdict}, "
-              f"effect {m['adapter_effect_kl']:.3f} nats/token{extra}")
+        extra = (
+            ""
+            if "adapter_drift_kl" not in m
+            else (f", adapter drift {m['adapter_drift_kl']:.3f} vs base drift {m['base_drift_kl']:.3f}")
+        )
+        print(
+            f"  {label}: {s:.1f} s wall, {cpu:.1f} s CPU (target < 60 s; load average "
+            f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores), verdict {report.verdict}, "
+            f"effect {m['adapter_effect_kl']:.3f} nats/token{extra}"
+        )
 
 
 def main() -> None:

@@ -23,8 +23,24 @@ import subprocess
 import sys
 import time
 
-TOPICS = ["rivers", "volcanoes", "bread", "chess", "the moon", "bees", "trains", "tea",
-          "glaciers", "violins", "deserts", "owls", "bridges", "coral", "maps", "clocks"]
+TOPICS = [
+    "rivers",
+    "volcanoes",
+    "bread",
+    "chess",
+    "the moon",
+    "bees",
+    "trains",
+    "tea",
+    "glaciers",
+    "violins",
+    "deserts",
+    "owls",
+    "bridges",
+    "coral",
+    "maps",
+    "clocks",
+]
 
 # (question, accepted answers): short facts a small instruct model answers in float32.
 FACTS = [
@@ -71,7 +87,9 @@ def chat_prompts(n: int) -> list[str]:
     out = []
     for i in range(n):
         topic = TOPICS[i % len(TOPICS)]
-        out.append(f"Tell me one interesting fact about {topic}." if i < len(TOPICS) else f"Write a haiku about {topic}.")
+        out.append(
+            f"Tell me one interesting fact about {topic}." if i < len(TOPICS) else f"Write a haiku about {topic}."
+        )
     return out
 
 
@@ -80,7 +98,7 @@ def child(backend: str, dtype: str, n_prompts: int, tokens: int) -> dict:
     import llmops_magics
     from llmops_magics.backends.base import GenerationRequest, Sampling
     from llmops_magics.backends.default_models import chat_model_dir
-    from llmops_magics.core.engines import get_engine
+    from llmops_magics.core.generation.engines import get_engine
 
     llmops_magics.configure(engine_args={"dtype": dtype})
     path = str(chat_model_dir(llmops_magics.settings().model_cache))
@@ -101,18 +119,30 @@ def child(backend: str, dtype: str, n_prompts: int, tokens: int) -> dict:
     results = gen.generate(reqs)
     seconds = time.perf_counter() - t0
     n_tokens = sum(r.completion_tokens for r in results)
-    return {"backend": backend, "dtype": engine.dtype, "device": engine.device, "right": sum(right),
-            "total": len(FACTS), "wrong": [(q, a[:80]) for (q, _), a, ok in zip(FACTS, answers, right) if not ok],
-            "tokens": n_tokens, "seconds": seconds, "tok_s": n_tokens / seconds, "start_s": start_s,
-            "paris": answers[0][:80]}
+    return {
+        "backend": backend,
+        "dtype": engine.dtype,
+        "device": engine.device,
+        "right": sum(right),
+        "total": len(FACTS),
+        "wrong": [(q, a[:80]) for (q, _), a, ok in zip(FACTS, answers, right) if not ok],
+        "tokens": n_tokens,
+        "seconds": seconds,
+        "tok_s": n_tokens / seconds,
+        "start_s": start_s,
+        "paris": answers[0][:80],
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--prompts", type=int, default=32)
     parser.add_argument("--tokens", type=int, default=32)
-    parser.add_argument("--engines", default="vllm:float32,vllm:bfloat16,transformers:float32",
-                        help="BACKEND:DTYPE,... run one after the other")
+    parser.add_argument(
+        "--engines",
+        default="vllm:float32,vllm:bfloat16,transformers:float32",
+        help="BACKEND:DTYPE,... run one after the other",
+    )
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--json", default=None, help="also write the rows as JSON here")
     args = parser.parse_args()
@@ -131,21 +161,27 @@ def main() -> None:
         if line is None:
             print(f"{spec}: failed\n{out.stderr[-2000:]}", file=sys.stderr)
             continue
-        rows.append(json.loads(line[len("RESULT "):]))
+        rows.append(json.loads(line[len("RESULT ") :]))
     name, flags = cpu_info()
     print(f"CPU: {name}; flags: {' '.join(f if f in flags else '-' + f for f in CPU_FLAGS)}")
     print(f"{'engine':<24} {'right answers':>14} {'tok/s':>8} {'start s':>8}   first answer")
     for r in rows:
-        print(f"{r['backend'] + ' ' + r['dtype']:<24} {r['right']:>6}/{r['total']:<7} {r['tok_s']:8.1f} "
-              f"{r['start_s']:8.1f}   {r['paris']!r}")
+        print(
+            f"{r['backend'] + ' ' + r['dtype']:<24} {r['right']:>6}/{r['total']:<7} {r['tok_s']:8.1f} "
+            f"{r['start_s']:8.1f}   {r['paris']!r}"
+        )
     by = {(r["backend"], r["dtype"]): r for r in rows}
     fp32, bf16, hf = by.get(("vllm", "float32")), by.get(("vllm", "bfloat16")), by.get(("transformers", "float32"))
     if fp32 and bf16:
-        print(f"vLLM float32 / bfloat16: right answers {fp32['right']} vs {bf16['right']}, "
-              f"speed {fp32['tok_s'] / bf16['tok_s']:.2f}x")
+        print(
+            f"vLLM float32 / bfloat16: right answers {fp32['right']} vs {bf16['right']}, "
+            f"speed {fp32['tok_s'] / bf16['tok_s']:.2f}x"
+        )
     if fp32 and hf:
-        print(f"vLLM / transformers (float32): {fp32['tok_s'] / hf['tok_s']:.2f}x "
-              f"({args.prompts} prompts x {args.tokens} new tokens, greedy)")
+        print(
+            f"vLLM / transformers (float32): {fp32['tok_s'] / hf['tok_s']:.2f}x "
+            f"({args.prompts} prompts x {args.tokens} new tokens, greedy)"
+        )
     for r in rows:
         for q, a in r["wrong"]:
             print(f"  wrong ({r['backend']} {r['dtype']}): {q} -> {a!r}")

@@ -48,7 +48,7 @@ def inner(extension: str, cells: int, ipyflow_site: str | None) -> None:
     _times(ip, 200)
     with_ext = _times(ip, cells)
     if extension == "llmops_magics":
-        from llmops_magics.core.lineage import current_recorder
+        from llmops_magics.core.lineage.record import current_recorder
 
         rec = current_recorder()
         assert rec is not None and len(rec.records) >= cells, "lineage did not record the cells"
@@ -75,7 +75,8 @@ def _run(name: str, extension: str, cells: int, env_extra: dict, ipyflow_site: s
     base, with_ext = data["base"], data["with"]
     return {
         "name": name,
-        "base_median_ms": statistics.median(base) * 1e3, "with_median_ms": statistics.median(with_ext) * 1e3,
+        "base_median_ms": statistics.median(base) * 1e3,
+        "with_median_ms": statistics.median(with_ext) * 1e3,
         "added_median_ms": (statistics.median(with_ext) - statistics.median(base)) * 1e3,
         "added_p99_ms": (_p99(with_ext) - _p99(base)) * 1e3,
     }
@@ -84,33 +85,47 @@ def _run(name: str, extension: str, cells: int, env_extra: dict, ipyflow_site: s
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cells", type=int, default=2000)
-    parser.add_argument("--ipyflow-site", default=None, help="folder where ipyflow-core was pip-installed with --target")
+    parser.add_argument(
+        "--ipyflow-site", default=None, help="folder where ipyflow-core was pip-installed with --target"
+    )
     parser.add_argument("--inner", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.inner:
         inner(args.inner, args.cells, args.ipyflow_site)
         return
     configs = [
-        ("llmops-magics lineage (fsync in background, default)", "llmops_magics", {"LLMOPS_LINEAGE_FSYNC": "background"}, None),
+        (
+            "llmops-magics lineage (fsync in background, default)",
+            "llmops_magics",
+            {"LLMOPS_LINEAGE_FSYNC": "background"},
+            None,
+        ),
         ("llmops-magics lineage (fsync on the cell's path)", "llmops_magics", {"LLMOPS_LINEAGE_FSYNC": "cell"}, None),
     ]
     if args.ipyflow_site:
         configs.append(("ipyflow (ipyflow-core, dataflow tracking)", "ipyflow", {}, args.ipyflow_site))
     else:
-        print("ipyflow: skipped (pip install --target /tmp/ipyflow-site ipyflow-core, then --ipyflow-site /tmp/ipyflow-site)")
+        print(
+            "ipyflow: skipped (pip install --target /tmp/ipyflow-site ipyflow-core, "
+            "then --ipyflow-site /tmp/ipyflow-site)"
+        )
     rows = [r for name, ext, env, site in configs if (r := _run(name, ext, args.cells, env, site))]
     print(f"\n{args.cells} trivial cells (`x = i`) per side, milliseconds per cell")
     print(f"{'configuration':<55} {'bare median':>11} {'with median':>11} {'added median':>12} {'added p99':>10}")
     for r in rows:
-        print(f"{r['name']:<55} {r['base_median_ms']:>11.3f} {r['with_median_ms']:>11.3f} "
-              f"{r['added_median_ms']:>12.3f} {r['added_p99_ms']:>10.3f}")
+        print(
+            f"{r['name']:<55} {r['base_median_ms']:>11.3f} {r['with_median_ms']:>11.3f} "
+            f"{r['added_median_ms']:>12.3f} {r['added_p99_ms']:>10.3f}"
+        )
     ours = next((r for r in rows if r["name"].startswith("llmops-magics") and "default" in r["name"]), None)
     flow = next((r for r in rows if r["name"].startswith("ipyflow")), None)
     if ours:
         verdict = "meets" if ours["added_median_ms"] < 0.3 else "misses"
         print(f"\ntarget: median added under 0.3 ms per plain cell: {verdict} ({ours['added_median_ms']:.3f} ms)")
     if ours and flow and ours["added_median_ms"] > 0:
-        print(f"ipyflow / llmops-magics added median per cell: {flow['added_median_ms'] / ours['added_median_ms']:.1f}x")
+        print(
+            f"ipyflow / llmops-magics added median per cell: {flow['added_median_ms'] / ours['added_median_ms']:.1f}x"
+        )
 
 
 if __name__ == "__main__":

@@ -26,13 +26,31 @@ import tempfile
 import threading
 import time
 
-WORDS = ["river", "engine", "poem", "storm", "market", "bread", "planet", "violin", "glacier", "owl",
-         "bridge", "coral", "map", "clock", "tea", "chess"]
+WORDS = [
+    "river",
+    "engine",
+    "poem",
+    "storm",
+    "market",
+    "bread",
+    "planet",
+    "violin",
+    "glacier",
+    "owl",
+    "bridge",
+    "coral",
+    "map",
+    "clock",
+    "tea",
+    "chess",
+]
 
 
 def texts(n: int) -> list[str]:
-    return [f"note {i}: the {WORDS[i % 16]} and the {WORDS[(i * 7) % 16]} met near the {WORDS[(i * 3) % 16]}"
-            for i in range(n)]
+    return [
+        f"note {i}: the {WORDS[i % 16]} and the {WORDS[(i * 7) % 16]} met near the {WORDS[(i * 3) % 16]}"
+        for i in range(n)
+    ]
 
 
 def rss_mb(field: str = "VmRSS") -> float:
@@ -45,7 +63,7 @@ def rss_mb(field: str = "VmRSS") -> float:
 
 def rss_child(db: str, table: str, to: str, batch: int) -> None:
     import llmops_magics
-    from llmops_magics.core.embedders import get_embedder
+    from llmops_magics.core.vectors.embedders import get_embedder
 
     emb = get_embedder(to)
     emb.embed(texts(batch), batch_size=min(batch, 64))  # loaded and warm: the embedder's own footprint
@@ -78,7 +96,7 @@ def main() -> None:
 
 def throughput_and_recreate(a) -> None:
     import llmops_magics
-    from llmops_magics.core.embedders import get_embedder
+    from llmops_magics.core.vectors.embedders import get_embedder
 
     db = os.path.join(os.environ["LLMOPS_HOME"], "lancedb")
     docs = texts(a.rows)
@@ -87,7 +105,7 @@ def throughput_and_recreate(a) -> None:
     print(f"built {a.rows} rows with default-embedding in {time.perf_counter() - t0:.1f} s")
 
     emb = get_embedder(a.to)
-    emb.embed(docs[:a.batch], batch_size=min(a.batch, 64))  # warm-up, both sides benefit
+    emb.embed(docs[: a.batch], batch_size=min(a.batch, 64))  # warm-up, both sides benefit
 
     probes = {"ok": 0, "failed": 0}
     stop = threading.Event()
@@ -112,7 +130,7 @@ def throughput_and_recreate(a) -> None:
     for lo in range(0, len(docs), step):
         t0 = time.perf_counter()
         for i in range(lo, min(lo + step, len(docs)), a.batch):
-            emb.embed(docs[i:i + a.batch], batch_size=min(a.batch, 64))
+            emb.embed(docs[i : i + a.batch], batch_size=min(a.batch, 64))
         raw_s += time.perf_counter() - t0
         t0 = time.perf_counter()
         m.backfill(batch=a.batch, max_batches=a.rounds, progress=False)
@@ -136,10 +154,13 @@ def throughput_and_recreate(a) -> None:
     conn.drop_table("bench")
     llmops_magics.create_index("bench", docs, embedder=a.to, db=db, batch=a.batch)
     recreate_s = time.perf_counter() - t0
-    print(f"migration start..cutover: {migration_s:.1f} s; search probes ok {probes['ok']}, failed {probes['failed']}; "
-          f"the switch itself (cutover) {cutover_s:.2f} s")
-    print(f"re-create from scratch (drop + create with {a.to}): {recreate_s:.1f} s, search unavailable {recreate_s:.1f} s")
-
+    print(
+        f"migration start..cutover: {migration_s:.1f} s; search probes ok {probes['ok']}, failed {probes['failed']}; "
+        f"the switch itself (cutover) {cutover_s:.2f} s"
+    )
+    print(
+        f"re-create from scratch (drop + create with {a.to}): {recreate_s:.1f} s, search unavailable {recreate_s:.1f} s"
+    )
 
 
 def peak_rss(a) -> None:
@@ -147,11 +168,17 @@ def peak_rss(a) -> None:
 
     rss_db = os.path.join(os.environ["LLMOPS_HOME"], "lancedb-rss")
     llmops_magics.create_index("rss", texts(a.rss_rows), db=rss_db, batch=a.batch)
-    out = subprocess.run([sys.executable, __file__, "--rss-child", rss_db, "rss", "--to", a.to, "--batch", str(a.batch)],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, __file__, "--rss-child", rss_db, "rss", "--to", a.to, "--batch", str(a.batch)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     base, peak = (float(x) for x in out.split("RSS", 1)[1].split())
-    print(f"peak RSS backfilling {a.rss_rows} rows: {peak:.0f} MB; embedder loaded and warm: {base:.0f} MB; "
-          f"over the embedder: {peak - base:.0f} MB (target <= 1024 MB)")
+    print(
+        f"peak RSS backfilling {a.rss_rows} rows: {peak:.0f} MB; embedder loaded and warm: {base:.0f} MB; "
+        f"over the embedder: {peak - base:.0f} MB (target <= 1024 MB)"
+    )
 
 
 if __name__ == "__main__":

@@ -98,7 +98,7 @@ def stale_trial(seed: int, rows: int, kills: int, batch: int) -> dict:
     import numpy as np
 
     import llmops_magics
-    from llmops_magics.core.embedders import get_embedder
+    from llmops_magics.core.vectors.embedders import get_embedder
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-stale-"))
     db, name = str(tmp / "lancedb"), "race"
@@ -127,9 +127,17 @@ def stale_trial(seed: int, rows: int, kills: int, batch: int) -> dict:
     vecs = np.array([by_id[i][COL] for i in sorted(by_id)], dtype=np.float32)
     want = get_embedder("minilm-cls").embed([by_id[i]["text"] for i in sorted(by_id)])
     stale = int((~np.isclose(vecs, want, atol=1e-4).all(axis=1)).sum())
-    return {"rows": rows, "edited_rows": len(edits["last"]), "edit_failures": edits["failed"], "kills": done,
-            "stale": stale, "lost": rows - len(by_id), "doubled": len(ids) - len(set(ids)), "reverted_edits": reverted,
-            "seconds": round(time.perf_counter() - t0, 1)}
+    return {
+        "rows": rows,
+        "edited_rows": len(edits["last"]),
+        "edit_failures": edits["failed"],
+        "kills": done,
+        "stale": stale,
+        "lost": rows - len(by_id),
+        "doubled": len(ids) - len(set(ids)),
+        "reverted_edits": reverted,
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
 
 
 def ids_trial(adders: int, adds: int, per: int) -> dict:
@@ -140,8 +148,10 @@ def ids_trial(adders: int, adds: int, per: int) -> dict:
     llmops_magics.create_index(name, [f"seed {w}" for w in WORDS], db=db)
     llmops_magics.migration(name, db=db, log=False).start("minilm-cls")
     who = [chr(ord("A") + k) for k in range(adders)]
-    procs = [spawn(ADDER, db, name, w, adds, per, tmp, adders, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                   text=True) for w in who]
+    procs = [
+        spawn(ADDER, db, name, w, adds, per, tmp, adders, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for w in who
+    ]
     outs = [p.communicate() for p in procs]
     failed = [err[-300:] for (out, err), p in zip(outs, procs) if p.returncode]
     seconds = max(float(out) for (out, _), p in zip(outs, procs) if not p.returncode) if len(failed) < adders else 0
@@ -149,9 +159,16 @@ def ids_trial(adders: int, adds: int, per: int) -> dict:
     ids = collections.Counter(r["id"] for r in rows)
     texts = {r["text"] for r in rows}
     missing = sum(f"{w} row {k}.{j}" not in texts for w in who for k in range(adds) for j in range(per))
-    return {"adders": adders, "adds_each": adds, "rows_per_add": per, "doubled_ids": sum(n - 1 for n in ids.values()),
-            "missing_rows": missing, "failed_processes": len(failed),
-            "adds_per_s": round(adders * adds / seconds, 1) if seconds else None, "errors": failed[:1]}
+    return {
+        "adders": adders,
+        "adds_each": adds,
+        "rows_per_add": per,
+        "doubled_ids": sum(n - 1 for n in ids.values()),
+        "missing_rows": missing,
+        "failed_processes": len(failed),
+        "adds_per_s": round(adders * adds / seconds, 1) if seconds else None,
+        "errors": failed[:1],
+    }
 
 
 def rollback_trials(trials: int, seed: int) -> dict:
@@ -161,8 +178,9 @@ def rollback_trials(trials: int, seed: int) -> dict:
     db, name, rng = str(tmp / "lancedb"), "rk", random.Random(seed)
     landed, bad = collections.Counter(), 0
     for _ in range(trials):
-        llmops_magics.create_index(name, [{"text": f"note {i}: {w}", "group": i % 3} for i, w in enumerate(WORDS * 2)],
-                                   db=db, mode="overwrite")
+        llmops_magics.create_index(
+            name, [{"text": f"note {i}: {w}", "group": i % 3} for i, w in enumerate(WORDS * 2)], db=db, mode="overwrite"
+        )
         names = table(db, name).schema.names
         m = llmops_magics.migration(name, db=db, log=False)
         m.start("minilm-cls")

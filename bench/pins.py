@@ -38,8 +38,8 @@ def measure(work: Path) -> None:
     import llmops_magics
     from llmops_magics.backends import files
     from llmops_magics.backends.default_models import chat_model_dir
-    from llmops_magics.core.models import resolve_model
-    from llmops_magics.core.prompts import register_prompt, resolve_prompt
+    from llmops_magics.core.generation.resolve import resolve_model
+    from llmops_magics.core.registry.prompts import register_prompt, resolve_prompt
 
     llmops_magics.config.reset()
     src = chat_model_dir(llmops_magics.settings().model_cache)
@@ -64,22 +64,27 @@ def measure(work: Path) -> None:
     print(f"{'step':32} {'bytes hashed':>14} {'seconds':>9}")
     for label, hashed, seconds in rows:
         print(f"{label:32} {hashed:>14,} {seconds:>9.3f}")
-    print(f"\nregister again / first: {rows[1][2] / rows[0][2]:.3f}x the time, "
-          f"{rows[1][1]} of {rows[0][1]:,} bytes read")
+    print(
+        f"\nregister again / first: {rows[1][2] / rows[0][2]:.3f}x the time, {rows[1][1]} of {rows[0][1]:,} bytes read"
+    )
 
     _, pinned_s = timed(lambda: resolve_model("chat"), repeat=50)
     llmops_magics.clear_pins()
     _, registry_s = timed(lambda: resolve_model("chat@champion"), repeat=50)
-    print(f"\nresolve 'chat' through the pin: {pinned_s * 1e3:.3f} ms; "
-          f"'chat@champion' through the registry: {registry_s * 1e3:.2f} ms "
-          f"({registry_s / pinned_s:.0f}x)")
+    print(
+        f"\nresolve 'chat' through the pin: {pinned_s * 1e3:.3f} ms; "
+        f"'chat@champion' through the registry: {registry_s * 1e3:.2f} ms "
+        f"({registry_s / pinned_s:.0f}x)"
+    )
     register_prompt("summarize", "Summarize: {{text}}", alias="production")
     llmops_magics.pin("prompt", "summarize@production")
     _, p_pinned = timed(lambda: resolve_prompt("summarize"), repeat=50)
     llmops_magics.clear_pins()
     _, p_registry = timed(lambda: resolve_prompt("summarize@production"), repeat=50)
-    print(f"resolve prompt through the pin: {p_pinned * 1e3:.3f} ms; through the registry: "
-          f"{p_registry * 1e3:.2f} ms ({p_registry / p_pinned:.0f}x)")
+    print(
+        f"resolve prompt through the pin: {p_pinned * 1e3:.3f} ms; through the registry: "
+        f"{p_registry * 1e3:.2f} ms ({p_registry / p_pinned:.0f}x)"
+    )
 
 
 if __name__ == "__main__":

@@ -22,17 +22,30 @@ def main() -> None:
     args = ap.parse_args()
 
     from llmops_magics import configure
-    from llmops_magics.core.review import ReviewSession
+    from llmops_magics.core.review.session import ReviewSession
     from llmops_magics.core.tracking import log_run
 
     home = Path(tempfile.mkdtemp(prefix="bench-review-"))
     cfg = configure(home=home)
     n = args.votes
-    rows = [{"id": i, "input": f"question {i}", "prompt": f"question {i}",
-             "primary_output": f"The answer to question {i} is long enough to diff. " * 4,
-             "candidate_output": f"The reply to question {i} is long enough to differ. " * 4} for i in range(n)]
-    run_id = log_run(run_name="bench review", tags={}, params={}, metrics={},
-                     tables={"cases.json": {k: [r[k] for r in rows] for k in rows[0]}}, cfg=cfg)
+    rows = [
+        {
+            "id": i,
+            "input": f"question {i}",
+            "prompt": f"question {i}",
+            "primary_output": f"The answer to question {i} is long enough to diff. " * 4,
+            "candidate_output": f"The reply to question {i} is long enough to differ. " * 4,
+        }
+        for i in range(n)
+    ]
+    run_id = log_run(
+        run_name="bench review",
+        tags={},
+        params={},
+        metrics={},
+        tables={"cases.json": {k: [r[k] for r in rows] for k in rows[0]}},
+        cfg=cfg,
+    )
 
     results = {}
     for label, sync in (("spool only", False), ("spool + MLflow sqlite", True)):

@@ -34,10 +34,30 @@ os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-TOPICS = ["rivers", "volcanoes", "bread", "chess", "the moon", "bees", "trains", "tea",
-          "glaciers", "violins", "deserts", "owls", "bridges", "coral", "maps", "clocks"]
-TEMPLATES = ["Tell me one fact about {}.", "Write a haiku about {}.", "What is the history of {}?",
-             "Give a one-line definition of {}."]
+TOPICS = [
+    "rivers",
+    "volcanoes",
+    "bread",
+    "chess",
+    "the moon",
+    "bees",
+    "trains",
+    "tea",
+    "glaciers",
+    "violins",
+    "deserts",
+    "owls",
+    "bridges",
+    "coral",
+    "maps",
+    "clocks",
+]
+TEMPLATES = [
+    "Tell me one fact about {}.",
+    "Write a haiku about {}.",
+    "What is the history of {}?",
+    "Give a one-line definition of {}.",
+]
 
 
 def make_adapter(base: Path, out: Path) -> Path:
@@ -90,11 +110,20 @@ def lora_child(mode: str, cases: int, tokens: int, reps: int, work: Path) -> dic
         lora_runs.append(seconds)
     assert str(base)  # the base folder exists (converted once)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"mode": mode, "base_s": statistics.median(base_runs), "lora_s": statistics.median(lora_runs),
-            "base_runs": base_runs, "lora_runs": lora_runs, "cold_s": cold, "peak_mib": peak, "rss0_mib": rss0,
-            "plan": result.params["engine_plan"], "label": result.label,
-            "differing": sorted(r["id"] for r in result.differing_cases),
-            "outputs": [r["candidate_output"] for r in result.rows]}
+    return {
+        "mode": mode,
+        "base_s": statistics.median(base_runs),
+        "lora_s": statistics.median(lora_runs),
+        "base_runs": base_runs,
+        "lora_runs": lora_runs,
+        "cold_s": cold,
+        "peak_mib": peak,
+        "rss0_mib": rss0,
+        "plan": result.params["engine_plan"],
+        "label": result.label,
+        "differing": sorted(r["id"] for r in result.differing_cases),
+        "outputs": [r["candidate_output"] for r in result.rows],
+    }
 
 
 def lora_bench(args) -> None:
@@ -110,25 +139,45 @@ def lora_bench(args) -> None:
     make_adapter(chat_model_dir(llmops_magics.settings().model_cache, progress=False), work / "adapter")
     rows = {}
     for mode in ("lora", "merged"):
-        cmd = [sys.executable, __file__, "--lora-child", mode, "--work", str(work), "--cases", str(args.cases),
-               "--tokens", str(args.tokens), "--reps", str(args.reps)]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--lora-child",
+            mode,
+            "--work",
+            str(work),
+            "--cases",
+            str(args.cases),
+            "--tokens",
+            str(args.tokens),
+            "--reps",
+            str(args.reps),
+        ]
         out = subprocess.run(cmd, capture_output=True, text=True)
         line = next((x for x in out.stdout.splitlines() if x.startswith("RESULT ")), None)
         if line is None:
             raise SystemExit(f"{mode} failed:\n{out.stderr[-3000:]}")
-        rows[mode] = json.loads(line[len("RESULT "):])
+        rows[mode] = json.loads(line[len("RESULT ") :])
     name, flags = cpu_info()
     print(f"CPU: {name}; flags: {' '.join(f if f in flags else '-' + f for f in CPU_FLAGS)}")
     print(f"{args.cases} cases x {args.tokens} tokens, greedy, float32, medians of {args.reps} warm runs")
-    print(f"{'path':<8} {'base-vs-base s':>15} {'LoRA shadow s':>14} {'ratio':>7} {'cold s':>7} {'peak RSS MiB':>13}  plan")
+    print(
+        f"{'path':<8} {'base-vs-base s':>15} {'LoRA shadow s':>14} {'ratio':>7} "
+        f"{'cold s':>7} {'peak RSS MiB':>13}  plan"
+    )
     for mode, r in rows.items():
-        print(f"{mode:<8} {r['base_s']:15.2f} {r['lora_s']:14.2f} {r['lora_s'] / r['base_s']:6.2f}x "
-              f"{r['cold_s']:7.1f} {r['peak_mib']:13.0f}  {r['plan']}")
+        print(
+            f"{mode:<8} {r['base_s']:15.2f} {r['lora_s']:14.2f} {r['lora_s'] / r['base_s']:6.2f}x "
+            f"{r['cold_s']:7.1f} {r['peak_mib']:13.0f}  {r['plan']}"
+        )
     lo, me = rows["lora"], rows["merged"]
     same = sum(a == b for a, b in zip(lo["outputs"], me["outputs"]))
-    print(f"candidate answers identical on both paths: {same}/{len(lo['outputs'])}; differing cases "
-          f"{len(lo['differing'])} (lora) vs {len(me['differing'])} (merged), same set: {lo['differing'] == me['differing']}; "
-          f"verdict {lo['label']} vs {me['label']}")
+    print(
+        f"candidate answers identical on both paths: {same}/{len(lo['outputs'])}; differing cases "
+        f"{len(lo['differing'])} (lora) vs {len(me['differing'])} (merged), "
+        f"same set: {lo['differing'] == me['differing']}; "
+        f"verdict {lo['label']} vs {me['label']}"
+    )
     print(f"merged LoRA shadow vs shared LoRA shadow: {lo['lora_s'] / me['lora_s']:.2f}x faster")
 
 
@@ -156,8 +205,8 @@ def main() -> None:
     import llmops_magics
     from llmops_magics.backends.base import GenerationRequest, Sampling
     from llmops_magics.backends.default_models import chat_model_dir
-    from llmops_magics.core import engines
-    from llmops_magics.core.models import resolve_model
+    from llmops_magics.core.generation import engines
+    from llmops_magics.core.generation.resolve import resolve_model
 
     llmops_magics.config.reset()
     base = chat_model_dir(llmops_magics.settings().model_cache, progress=False)
@@ -179,7 +228,7 @@ def main() -> None:
         return time.perf_counter() - t0
 
     try:
-        from llmops_magics.core.lineage import start_recording
+        from llmops_magics.core.lineage.record import start_recording
 
         recorder = start_recording(home=work / "home", ship=False)
     except ImportError:
@@ -189,8 +238,7 @@ def main() -> None:
         t0 = time.perf_counter()
         if recorder is not None:
             recorder.begin_cell("%%shadow ...")
-        llmops_magics.shadow(inputs, primary="default", candidate=str(adapter), max_tokens=args.tokens,
-                             backend="vllm")
+        llmops_magics.shadow(inputs, primary="default", candidate=str(adapter), max_tokens=args.tokens, backend="vllm")
         if recorder is not None:
             recorder.end_cell(1)
         return time.perf_counter() - t0
@@ -210,7 +258,7 @@ def main() -> None:
     rss_two = rss_mib()
     engines.release_all()
     if recorder is not None:
-        from llmops_magics.core.lineage import stop_recording
+        from llmops_magics.core.lineage.record import stop_recording
 
         stop_recording()
 

@@ -8,28 +8,69 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from .config import configure, settings
-from .core.adapter_check import check_adapter
-from .core.adapter_report import AdapterReport
-from .core.llm import LlmResult, llm
-from .core.engine_list import engine_log, list_engines, stop_engine
-from .core.migration import Migration, migration
-from .core.vector_table import create_index, describe_table, search
-from .core.lineage_views import export_openlineage, lineage_cell, lineage_sync, lineage_table
-from .core.shadow import shadow
-from .core.shadow_result import ShadowResult
-from .core.review import ReviewSession, open_review
-from .core.prompts import PromptRef, register_prompt, resolve_prompt
-from .core.model_registry import ModelRef, list_models, register_model
-from .core.aliases import alias_history, move_alias
-from .core.pins import PinSet, check_pins, clear_pins, load_lock, pin, pins, save_lock, unpin
+from .core.adapter.check import check_adapter
+from .core.adapter.report import AdapterReport
+from .core.generation.engine_list import engine_log, list_engines, stop_engine
+from .core.generation.llm import LlmResult, llm
+from .core.lineage.views import export_openlineage, lineage_cell, lineage_sync, lineage_table
+from .core.registry.aliases import alias_history, move_alias
+from .core.registry.models import ModelRef, list_models, register_model
+from .core.registry.pins import PinSet, check_pins, clear_pins, load_lock, pin, pins, save_lock, unpin
+from .core.registry.prompts import PromptRef, register_prompt, resolve_prompt
+from .core.review.session import ReviewSession, open_review
+from .core.shadow.result import ShadowResult
+from .core.shadow.run import shadow
+from .core.vectors.migration import Migration, migration
+from .core.vectors.table import create_index, describe_table, search
 from .errors import LlmopsError
 from .widgets import register_views as _register_views
 
 _register_views()  # core finds the review/plot views by name, never by import
 
-__all__ = ["__version__", "register_prompt", "resolve_prompt", "PromptRef", "register_model", "list_models", "ModelRef", "move_alias", "alias_history", "pin", "pins", "unpin", "clear_pins", "check_pins", "save_lock", "load_lock", "PinSet", "migration", "Migration", "create_index", "describe_table", "search", "configure", "settings", "check_adapter", "AdapterReport", "llm", "LlmResult", "list_engines", "stop_engine", "engine_log", "shadow", "ShadowResult", "open_review", "ReviewSession", "LlmopsError",
-           "lineage_table", "lineage_cell", "lineage_sync", "export_openlineage",
-           "load_ipython_extension", "unload_ipython_extension"]
+__all__ = [
+    "__version__",
+    "register_prompt",
+    "resolve_prompt",
+    "PromptRef",
+    "register_model",
+    "list_models",
+    "ModelRef",
+    "move_alias",
+    "alias_history",
+    "pin",
+    "pins",
+    "unpin",
+    "clear_pins",
+    "check_pins",
+    "save_lock",
+    "load_lock",
+    "PinSet",
+    "migration",
+    "Migration",
+    "create_index",
+    "describe_table",
+    "search",
+    "configure",
+    "settings",
+    "check_adapter",
+    "AdapterReport",
+    "llm",
+    "LlmResult",
+    "list_engines",
+    "stop_engine",
+    "engine_log",
+    "shadow",
+    "ShadowResult",
+    "open_review",
+    "ReviewSession",
+    "LlmopsError",
+    "lineage_table",
+    "lineage_cell",
+    "lineage_sync",
+    "export_openlineage",
+    "load_ipython_extension",
+    "unload_ipython_extension",
+]
 
 
 def load_ipython_extension(ipython) -> None:
@@ -45,9 +86,8 @@ def load_ipython_extension(ipython) -> None:
 
 def unload_ipython_extension(ipython) -> None:
     """Remove the magics and stop the engines this kernel started."""
-    from .core.engines import release_all
+    from .core.generation.engines import release_all
     from .magics import MAGICS
-
     from .magics.lineage_hooks import uninstall
 
     uninstall(ipython)

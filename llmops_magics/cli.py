@@ -61,8 +61,20 @@ def cmd_ui(args) -> int:
 
     cfg = config.settings()
     url = f"http://127.0.0.1:{args.port}"
-    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", cfg.resolved_tracking_uri,
-           "--host", "127.0.0.1", "--port", str(args.port), "--workers", "1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "ui",
+        "--backend-store-uri",
+        cfg.resolved_tracking_uri,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(args.port),
+        "--workers",
+        "1",
+    ]
     print(f"MLflow UI for {cfg.resolved_tracking_uri}: {url}")
     print(f"link results to it: %config LlmopsMagics.ui_url = '{url}'  (or LLMOPS_UI_URL={url})")
     sys.stdout.flush()
@@ -73,8 +85,18 @@ def cmd_lab(args) -> int:
     """JupyterLab on notebooks/ with the extension, bound to 127.0.0.1."""
     import subprocess
 
-    cmd = [sys.executable, "-m", "jupyter", "lab", "--ip", "127.0.0.1", "--port", str(args.port),
-           f"--ServerApp.root_dir={Path(args.dir).resolve()}", "--no-browser"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "jupyter",
+        "lab",
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        str(args.port),
+        f"--ServerApp.root_dir={Path(args.dir).resolve()}",
+        "--no-browser",
+    ]
     if os.geteuid() == 0:  # jupyter refuses root without it (containers, Binder-like hosts)
         cmd.append("--allow-root")
     print(f"JupyterLab on {args.dir} at http://127.0.0.1:{args.port}/lab (the token is printed below)")

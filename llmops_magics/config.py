@@ -74,13 +74,10 @@ class Settings:
 
     def __post_init__(self):
         if self.backend not in BACKENDS:
-            raise ConfigError(
-                f"unknown backend {self.backend!r}: choose one of {', '.join(BACKENDS)}"
-            )
+            raise ConfigError(f"unknown backend {self.backend!r}: choose one of {', '.join(BACKENDS)}")
         if self.backend == "openai" and not self.endpoint:
             raise ConfigError(
-                "the openai backend needs an endpoint: set LlmopsMagics.endpoint "
-                "(e.g. http://127.0.0.1:8000/v1)"
+                "the openai backend needs an endpoint: set LlmopsMagics.endpoint (e.g. http://127.0.0.1:8000/v1)"
             )
         object.__setattr__(self, "home", Path(self.home).expanduser())
         object.__setattr__(self, "model_cache", Path(self.model_cache).expanduser())

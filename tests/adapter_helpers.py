@@ -12,17 +12,33 @@ from pathlib import Path
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json")
 
 
-def tiny_llama(out: Path, *, hidden: int = 64, layers: int = 2, vocab: int = 49152, seed: int = 0,
-               tokenizer_from: Path | None = None, init_range: float = 0.2) -> Path:
+def tiny_llama(
+    out: Path,
+    *,
+    hidden: int = 64,
+    layers: int = 2,
+    vocab: int = 49152,
+    seed: int = 0,
+    tokenizer_from: Path | None = None,
+    init_range: float = 0.2,
+) -> Path:
     """A random LlamaForCausalLM saved to ``out`` (safetensors, fp32)."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
     cfg = LlamaConfig(
-        vocab_size=vocab, hidden_size=hidden, intermediate_size=hidden * 2, num_hidden_layers=layers,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-        tie_word_embeddings=False, initializer_range=init_range, bos_token_id=1, eos_token_id=2,
+        vocab_size=vocab,
+        hidden_size=hidden,
+        intermediate_size=hidden * 2,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        tie_word_embeddings=False,
+        initializer_range=init_range,
+        bos_token_id=1,
+        eos_token_id=2,
     )
     model = LlamaForCausalLM(cfg).eval()
     model.save_pretrained(out, safe_serialization=True)
@@ -47,8 +63,9 @@ def copy_tokenizer(src: Path, dst: Path) -> None:
             shutil.copy(Path(src) / name, Path(dst) / name)
 
 
-def make_adapter(base: Path, out: Path, *, seed: int = 1, zero_b: bool = False, resize_vocab: int | None = None,
-                 **lora) -> Path:
+def make_adapter(
+    base: Path, out: Path, *, seed: int = 1, zero_b: bool = False, resize_vocab: int | None = None, **lora
+) -> Path:
     """A real PEFT LoRA adapter on ``base`` (random, non-trivial unless ``zero_b``)."""
     import torch
     from peft import LoraConfig, get_peft_model

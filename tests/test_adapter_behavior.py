@@ -6,11 +6,11 @@ import hashlib
 import json
 
 import pytest
-
 from adapter_helpers import make_adapter, perturbed_base, tiny_llama
+
 from llmops_magics import check_adapter
 from llmops_magics.core import events
-from llmops_magics.core.adapter_behavior import DRIFT_FLOOR, DRIFT_RATIO, NO_EFFECT_KL, load_probes
+from llmops_magics.core.adapter.behavior import DRIFT_FLOOR, DRIFT_RATIO, NO_EFFECT_KL, load_probes
 
 PROBES = ["What is the capital of France?", "Write a haiku about the sea.", "List three colors."]
 
@@ -52,13 +52,21 @@ def test_small_base_update_is_compatible_and_logged(family, tmp_path):
     assert run.data.tags["llmops.verdict"] == "compatible"
     saved = json.loads(open(client().download_artifacts(report.run_id, "adapter_report.json", str(tmp_path))).read())
     assert saved["verdict"] == "compatible" and saved["metrics"]["probes"] == 3
-    assert ("adapter_check", {"adapter": str(family["ad"]), "base": str(family["update"]), "verdict": "compatible",
-                              "run_id": report.run_id, "run_key": None, "findings": len(report.findings)}) in seen
+    assert (
+        "adapter_check",
+        {
+            "adapter": str(family["ad"]),
+            "base": str(family["update"]),
+            "verdict": "compatible",
+            "run_id": report.run_id,
+            "run_key": None,
+            "findings": len(report.findings),
+        },
+    ) in seen
 
 
 def test_zero_lora_b_is_no_effect(family):
-    report = check_adapter(str(family["zero"]), base=str(family["update"]), probes=PROBES,
-                           max_new_tokens=8, log=False)
+    report = check_adapter(str(family["zero"]), base=str(family["update"]), probes=PROBES, max_new_tokens=8, log=False)
     assert report.verdict == "no-effect"
     finding = report.by(check="no-effect")[0]
     assert report.metrics["adapter_effect_kl"] < NO_EFFECT_KL and finding.severity == "warning"
@@ -66,8 +74,7 @@ def test_zero_lora_b_is_no_effect(family):
 
 def test_reparametrized_base_degrades_the_adapter(family):
     # The base computes (almost) the same function; the adapter's delta is tripled.
-    report = check_adapter(str(family["ad"]), base=str(family["reparam"]), probes=PROBES,
-                           max_new_tokens=8, log=False)
+    report = check_adapter(str(family["ad"]), base=str(family["reparam"]), probes=PROBES, max_new_tokens=8, log=False)
     m = report.metrics
     assert report.verdict == "degraded", report.findings
     assert m["adapter_drift_kl"] > 10 * m["base_drift_kl"]
@@ -84,7 +91,8 @@ def test_modules_to_save_runs_behavior_and_stays_compatible_with_a_vllm_warning(
     shell.user_ns["my_probes"] = PROBES[:2]
     report = shell.run_cell(
         f"%adapter_check {family['save']} --base {family['update']} --probes my_probes "
-        "--backend transformers --max-new-tokens 8 --no-log")
+        "--backend transformers --max-new-tokens 8 --no-log"
+    )
     assert shell.user_ns["_adapter_report"] is report
     assert report.verdict == "compatible" and report.metrics["probes"] == 2
     assert [f.subject for f in report.by(severity="warning")] == ["lm_head"]
@@ -110,11 +118,11 @@ def _zeroed_copy(adapter, out):
 @pytest.mark.vllm
 def test_default_model_on_vllm_prompt_logprobs(lora_adapter, tmp_path):
     """The default SmolLM2 + a real adapter, scored through vLLM's prompt logprobs."""
-    sharp = check_adapter(str(lora_adapter), base="default", probes=PROBES[:1], backend="vllm",
-                          max_new_tokens=4, log=False)
+    sharp = check_adapter(
+        str(lora_adapter), base="default", probes=PROBES[:1], backend="vllm", max_new_tokens=4, log=False
+    )
     assert sharp.backend == "vllm" and sharp.verdict == "compatible", sharp.findings
     assert sharp.metrics["adapter_effect_kl"] > 0.05
     zero = _zeroed_copy(lora_adapter, tmp_path / "zero")
-    flat = check_adapter(str(zero), base="default", probes=PROBES[:1], backend="vllm",
-                         max_new_tokens=4, log=False)
+    flat = check_adapter(str(zero), base="default", probes=PROBES[:1], backend="vllm", max_new_tokens=4, log=False)
     assert flat.verdict == "no-effect" and flat.metrics["adapter_effect_kl"] < NO_EFFECT_KL

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
+from adapter_helpers import make_adapter, tiny_gpt2, tiny_llama
 from IPython.core.error import UsageError
 
-from adapter_helpers import make_adapter, tiny_gpt2, tiny_llama
 from llmops_magics import check_adapter
 from llmops_magics.backends import safetensors_header as st
-from llmops_magics.core.adapter_report import AdapterReport, Finding
-from llmops_magics.core.adapter_static import static_check
+from llmops_magics.core.adapter.report import AdapterReport, Finding
+from llmops_magics.core.adapter.static import static_check
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +26,7 @@ def zoo(tmp_path_factory):
     z["ad"] = make_adapter(z["old"], d / "ad")
     z["gpt2_ad"] = make_adapter(z["gpt2"], d / "gpt2_ad", target_modules=["c_attn"], fan_in_fan_out=True)
     z["save"] = make_adapter(z["old"], d / "save", modules_to_save=["lm_head"])
-    z["resized"] = make_adapter(z["old"], d / "resized", resize_vocab=4104,
-                                modules_to_save=["embed_tokens", "lm_head"])
+    z["resized"] = make_adapter(z["old"], d / "resized", resize_vocab=4104, modules_to_save=["embed_tokens", "lm_head"])
     z["fancy"] = make_adapter(z["old"], d / "fancy", r=32, lora_alpha=32, use_dora=True, bias="lora_only")
     return z
 
@@ -92,14 +91,12 @@ def test_resized_vocab_in_saved_embeddings_is_breaking(zoo):
 
 
 def test_rank_dora_and_bias_are_what_vllm_refuses(zoo):
-    report = check_adapter(str(zoo["fancy"]), base=str(zoo["sibling"]), behavior=False, log=False,
-                           max_lora_rank=16)
+    report = check_adapter(str(zoo["fancy"]), base=str(zoo["sibling"]), behavior=False, log=False, max_lora_rank=16)
     assert report.verdict == "compatible"
     rank = [f for f in _subjects(report, "rank") if f.subject == "adapter"][0]
     assert (rank.severity, rank.expected, rank.found) == ("warning", "<= 16", "32")
     assert {f.subject for f in _subjects(report, "vllm")} == {"use_dora", "bias"}
-    relaxed = check_adapter(str(zoo["fancy"]), base=str(zoo["sibling"]), behavior=False, log=False,
-                            max_lora_rank=64)
+    relaxed = check_adapter(str(zoo["fancy"]), base=str(zoo["sibling"]), behavior=False, log=False, max_lora_rank=64)
     assert not _subjects(relaxed, "rank")
 
 
@@ -122,7 +119,8 @@ def test_reads_headers_only_and_follows_a_sharded_index(zoo, tmp_path):
 
     sharded = tmp_path / "sharded"
     AutoModelForCausalLM.from_pretrained(zoo["sibling"], dtype=torch.float32).save_pretrained(
-        sharded, max_shard_size="300KB")
+        sharded, max_shard_size="300KB"
+    )
     assert (sharded / "model.safetensors.index.json").is_file()
     weights = sum(p.stat().st_size for p in sharded.glob("*.safetensors"))
     before = st.bytes_read
@@ -147,22 +145,26 @@ def test_magic_binds_report_and_escapes_html(shell, zoo):
     assert shell.user_ns["_adapter_report"] is report and report.verdict == "breaking"
     bundle = report._repr_mimebundle_()
     assert "breaking" in bundle["text/plain"] and "in_features 96" in bundle["text/plain"]
-    evil = AdapterReport("<script>x</script>", "b", None,
-                         findings=[Finding("warning", "vllm", "<img src=x onerror=alert(1)>")])
+    evil = AdapterReport(
+        "<script>x</script>", "b", None, findings=[Finding("warning", "vllm", "<img src=x onerror=alert(1)>")]
+    )
     html = evil._repr_mimebundle_()["text/html"]
     assert "<script>" not in html and "<img" not in html and "&lt;img src=x" in html
     assert json.loads(json.dumps(evil.to_dict()))["verdict"] == "compatible"
 
 
-@pytest.mark.parametrize("line, message", [
-    ("/no/such/adapter --base default", "adapter folder /no/such/adapter does not exist"),
-    ("{old} --base default", "is not a PEFT adapter: it has no adapter_config.json"),
-    ("{ad} --base no-such-base", "ModelNotFound: unknown model 'no-such-base'"),
-    ("{ad} --base {old} --max-lora-rank 0", "--max-lora-rank 0: must be a whole number of at least 1"),
-    ("{ad} --base {old} --probes nothing_here.json", "probes file nothing_here.json does not exist"),
-    ("{ad} --base {old} --probes empty", "no probe prompts given"),
-    ("{ad}", "the following arguments are required: --base"),
-])
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("/no/such/adapter --base default", "adapter folder /no/such/adapter does not exist"),
+        ("{old} --base default", "is not a PEFT adapter: it has no adapter_config.json"),
+        ("{ad} --base no-such-base", "ModelNotFound: unknown model 'no-such-base'"),
+        ("{ad} --base {old} --max-lora-rank 0", "--max-lora-rank 0: must be a whole number of at least 1"),
+        ("{ad} --base {old} --probes nothing_here.json", "probes file nothing_here.json does not exist"),
+        ("{ad} --base {old} --probes empty", "no probe prompts given"),
+        ("{ad}", "the following arguments are required: --base"),
+    ],
+)
 def test_bad_input_is_one_line(shell, zoo, line, message):
     shell.user_ns["empty"] = []
     with pytest.raises(UsageError) as err:

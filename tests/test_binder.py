@@ -43,9 +43,19 @@ def test_binder_requirements_resolve_in_a_fresh_venv(tmp_path):
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     out = subprocess.run(
-        [str(venv / "bin" / "python"), "-m", "pip", "install", "--dry-run", "--quiet",
-         "-r", str(BINDER / "requirements.txt")],
-        capture_output=True, text=True, timeout=600,
+        [
+            str(venv / "bin" / "python"),
+            "-m",
+            "pip",
+            "install",
+            "--dry-run",
+            "--quiet",
+            "-r",
+            str(BINDER / "requirements.txt"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert out.returncode == 0, out.stderr[-3000:]
 

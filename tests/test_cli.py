@@ -7,8 +7,9 @@ import sys
 
 
 def _cli(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "llmops_magics.cli", *args], capture_output=True,
-                          text=True, timeout=300, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "llmops_magics.cli", *args], capture_output=True, text=True, timeout=300, env=env
+    )
 
 
 def test_doctor_reports_each_component():
@@ -25,7 +26,7 @@ def test_doctor_flags_a_broken_tracking_uri(tmp_path):
 
     env = {**os.environ, "LLMOPS_TRACKING_URI": "http://127.0.0.1:9/"}
     out = _cli("doctor", env=env)
-    line = next(l for l in out.stdout.splitlines() if " mlflow " in l)
+    line = next(text for text in out.stdout.splitlines() if " mlflow " in text)
     assert line.startswith("FAIL") and "tracking_uri" in line
     assert out.returncode == 1
 
@@ -48,9 +49,14 @@ def test_ui_serves_the_mlflow_ui_on_loopback(tmp_path):
 
     port = free_port()
     env = {**os.environ, "LLMOPS_HOME": str(tmp_path)}
-    proc = subprocess.Popen([sys.executable, "-m", "llmops_magics.cli", "ui", "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llmops_magics.cli", "ui", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
     try:
         first = proc.stdout.readline()
         assert f"http://127.0.0.1:{port}" in first and str(tmp_path / "mlflow.db") in first

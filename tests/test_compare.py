@@ -5,26 +5,32 @@ from __future__ import annotations
 import pytest
 
 from llmops_magics.backends.base import GenerationResult
-from llmops_magics.core import compare
+from llmops_magics.core.shadow import compare
 
 SCHEMA = {"type": "object", "properties": {"capital": {"type": "string"}}, "required": ["capital"]}
 
 
-@pytest.mark.parametrize("text", [
-    "I'm sorry, but I can't help with that.",
-    "I cannot provide instructions for that.",
-    "As an AI language model, I don't have opinions.",
-    "I must decline this request.",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I'm sorry, but I can't help with that.",
+        "I cannot provide instructions for that.",
+        "As an AI language model, I don't have opinions.",
+        "I must decline this request.",
+    ],
+)
 def test_refusals_are_recognized(text):
     assert compare.is_refusal(text)
 
 
-@pytest.mark.parametrize("text", [
-    "The capital of France is Paris.",
-    "You cannot divide by zero, so the answer is undefined.",
-    '{"capital": "Rome"}',
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "The capital of France is Paris.",
+        "You cannot divide by zero, so the answer is undefined.",
+        '{"capital": "Rome"}',
+    ],
+)
 def test_ordinary_answers_are_not_refusals(text):
     assert not compare.is_refusal(text)
 
@@ -48,17 +54,22 @@ def test_edit_similarity_and_first_divergence():
 
 
 def _result(text, tokens, latency=0.5):
-    return GenerationResult(text=text, token_ids=tokens, latency_s=latency, prompt_tokens=10,
-                            completion_tokens=len(tokens))
+    return GenerationResult(
+        text=text, token_ids=tokens, latency_s=latency, prompt_tokens=10, completion_tokens=len(tokens)
+    )
 
 
 def test_compare_cases_with_the_default_embedder():
-    primary = [_result("The capital of France is Paris.", [1, 2, 3]),
-               _result("Bees make honey.", [4, 5]),
-               _result('{"capital": "Rome"}', [6, 7])]
-    candidate = [_result("The capital of France is Paris.", [1, 2, 3], latency=1.0),
-                 _result("Paris is the capital city of France.", [4, 8, 9]),
-                 _result("Rome.", [6, 1])]
+    primary = [
+        _result("The capital of France is Paris.", [1, 2, 3]),
+        _result("Bees make honey.", [4, 5]),
+        _result('{"capital": "Rome"}', [6, 7]),
+    ]
+    candidate = [
+        _result("The capital of France is Paris.", [1, 2, 3], latency=1.0),
+        _result("Paris is the capital city of France.", [4, 8, 9]),
+        _result("Rome.", [6, 1]),
+    ]
     rows = compare.compare_cases(primary, candidate, response_format=SCHEMA)
     same, unrelated, broken = rows
     assert same.exact_match and same.first_divergent_token is None
@@ -69,8 +80,9 @@ def test_compare_cases_with_the_default_embedder():
     assert unrelated.length_ratio == pytest.approx(37 / 17)
     assert broken.primary_format_valid is True and broken.candidate_format_valid is False
     # A paraphrase is semantically close though textually different.
-    para = compare.compare_cases([_result("The capital of France is Paris.", [1])],
-                                 [_result("Paris is the capital city of France.", [2])])[0]
+    para = compare.compare_cases(
+        [_result("The capital of France is Paris.", [1])], [_result("Paris is the capital city of France.", [2])]
+    )[0]
     assert para.embedding_similarity > 0.8 > para.edit_similarity
 
 

@@ -19,7 +19,8 @@ def test_converted_folder_is_keyed_by_gguf_digest(default_model_dir, tmp_path):
     assert default_model_dir.name == f"SmolLM2-135M-Instruct-{digest[:16]}"
     assert (default_model_dir / "model.safetensors").is_file()
     assert (default_model_dir / "chat_template.jinja").is_file() or "chat_template" in (
-        default_model_dir / "tokenizer_config.json").read_text()
+        default_model_dir / "tokenizer_config.json"
+    ).read_text()
 
 
 def test_default_embedding_model_ships_in_package():
@@ -30,8 +31,10 @@ def test_default_embedding_model_ships_in_package():
 @pytest.mark.slow
 def test_interrupted_conversion_leaves_no_half_model(tmp_path):
     cache = tmp_path / "cache"
-    code = ("from pathlib import Path; from llmops_magics.backends.default_models import chat_model_dir; "
-            f"print(chat_model_dir(Path({str(cache)!r}), progress=False))")
+    code = (
+        "from pathlib import Path; from llmops_magics.backends.default_models import chat_model_dir; "
+        f"print(chat_model_dir(Path({str(cache)!r}), progress=False))"
+    )
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     # Kill it while it is writing: the temporary folder appears first.
     deadline = time.time() + 120

@@ -30,7 +30,8 @@ from servers import Kernel, MlflowServer  # noqa: E402
 
 import llmops_magics  # noqa: E402
 from llmops_magics import config  # noqa: E402
-from llmops_magics.core import mlflow_store, tracking  # noqa: E402
+from llmops_magics.core.tracking import door as tracking
+from llmops_magics.core.tracking import store as mlflow_store  # noqa: E402
 from llmops_magics.errors import TrackingError  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -76,8 +77,13 @@ VERIFY = textwrap.dedent("""
 
 
 def test_every_kernel_works_after_a_kill_during_store_creation(tmp_path):
-    creator = subprocess.Popen([sys.executable, "-c", CREATOR], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                               text=True, env={**os.environ, "LLMOPS_LINEAGE": "off"})
+    creator = subprocess.Popen(
+        [sys.executable, "-c", CREATOR],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "LLMOPS_LINEAGE": "off"},
+    )
     try:
         assert creator.stdout.readline().strip() == "ready"
         # How long a whole creation takes here, so the kills land inside it.
@@ -107,8 +113,13 @@ def test_every_kernel_works_after_a_kill_during_store_creation(tmp_path):
         creator.stdin.close()
         creator.wait(30)
     assert hit >= 20, f"only {hit} of 30 kills landed during creation ({create_s:.2f} s): widen the window"
-    out = subprocess.run([sys.executable, "-c", VERIFY, *folders], capture_output=True, text=True, timeout=600,
-                         env={**os.environ, "LLMOPS_LINEAGE": "off"})
+    out = subprocess.run(
+        [sys.executable, "-c", VERIFY, *folders],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "LLMOPS_LINEAGE": "off"},
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert json.loads(out.stdout.strip().splitlines()[-1]) == folders, "every folder works after the kill"
     print(f"\nstore creation {create_s:.2f} s; {hit} of 30 kills landed inside it; 30 of 30 folders work")
@@ -129,8 +140,14 @@ def _alive(pid: int) -> bool:
 
 def _kernel_env(home: Path) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LLMOPS_", "JPY_"))}
-    env.update({"PATH": f"{Path(sys.executable).parent}:{env.get('PATH', '')}", "LLMOPS_HOME": str(home),
-                "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"})
+    env.update(
+        {
+            "PATH": f"{Path(sys.executable).parent}:{env.get('PATH', '')}",
+            "LLMOPS_HOME": str(home),
+            "HF_HUB_OFFLINE": "1",
+            "TOKENIZERS_PARALLELISM": "false",
+        }
+    )
     return env
 
 
@@ -165,8 +182,10 @@ def _store_with(tmp_path: Path, *, leftover: bool, runs: int) -> Path:
     if leftover:  # what an interrupted batch migration leaves behind
         con.execute("CREATE TABLE _alembic_tmp_experiments AS SELECT * FROM experiments")
     for i in range(runs):
-        con.execute("INSERT INTO runs (run_uuid, name, experiment_id, lifecycle_stage, status, start_time) "
-                    f"VALUES ('r{i}', 'r', 0, 'active', 'FINISHED', 0)")
+        con.execute(
+            "INSERT INTO runs (run_uuid, name, experiment_id, lifecycle_stage, status, start_time) "
+            f"VALUES ('r{i}', 'r', 0, 'active', 'FINISHED', 0)"
+        )
     con.commit()
     con.close()
     return path
@@ -237,9 +256,12 @@ def _magics(shell, adapter: Path) -> dict:
     return {
         "%%llm": lambda: shell.run_cell("%%llm --max-tokens 4 --backend vllm\nWhat is the capital of France?"),
         "%%llm pinned": lambda: shell.run_cell("%%llm --max-tokens 4 --backend vllm --model durable@champion\nhi"),
-        "%%llm locked": lambda: shell.run_cell("%%llm --max-tokens 4 --backend vllm --model durable-locked@champion\nhi"),
-        "%%shadow": lambda: shell.run_cell("%%shadow --primary default --candidate default --max-tokens 4 "
-                                           "--backend vllm\nhi\nho"),
+        "%%llm locked": lambda: shell.run_cell(
+            "%%llm --max-tokens 4 --backend vllm --model durable-locked@champion\nhi"
+        ),
+        "%%shadow": lambda: shell.run_cell(
+            "%%shadow --primary default --candidate default --max-tokens 4 --backend vllm\nhi\nho"
+        ),
         "%adapter_check": lambda: shell.run_line_magic("adapter_check", f"{adapter} --base default --static-only"),
         "%lance_migrate": lambda: shell.run_line_magic("lance_migrate", "plan durable_docs --to minilm-cls"),
         "%llm_prompt": lambda: shell.run_cell("%%llm_prompt durable-prompt -m second\nSay {{x}} loudly."),
@@ -258,9 +280,8 @@ RESOLVED_FROM = {"%%llm pinned": "from the pin", "%%llm locked": "from the lockf
 
 
 @pytest.mark.parametrize("outage", ["refused", "frozen", "silent"])
-def test_every_magic_spends_at_most_the_budget_on_a_down_mlflow(shell, server, proxy, on_server, lora_adapter,
-                                                                  outage):
-    from llmops_magics.core.model_registry import register_model
+def test_every_magic_spends_at_most_the_budget_on_a_down_mlflow(shell, server, proxy, on_server, lora_adapter, outage):
+    from llmops_magics.core.registry.models import register_model
 
     llmops_magics.clear_pins()
     register_model("durable", "default", alias="champion")
@@ -343,16 +364,24 @@ def test_a_run_cut_off_midway_is_completed_once_not_left_running(server, on_serv
         cfg = config.configure(tracking_uri=proxy.uri, mlflow_timeout_s=3, home=on_server.home)
         tracking.experiment_id(cfg=cfg)  # the experiment exists before the cut
         with pytest.raises(tracking.RunKept) as kept:
-            tracking.log_run(run_name="cut", tags={"t": "1"}, params={"p": "1"}, metrics={"m": 3.0},
-                             tables={"rows.json": {"a": [1, 2]}}, cfg=cfg)
+            tracking.log_run(
+                run_name="cut",
+                tags={"t": "1"},
+                params={"p": "1"},
+                metrics={"m": 3.0},
+                tables={"rows.json": {"a": [1, 2]}},
+                cfg=cfg,
+            )
         half = tracking.client(config.configure(tracking_uri=server.uri)).search_runs(
-            [tracking.experiment_id()], filter_string=f"tags.`llmops.run_key` = '{kept.value.key}'")
+            [tracking.experiment_id()], filter_string=f"tags.`llmops.run_key` = '{kept.value.key}'"
+        )
         assert len(half) == 1 and half[0].info.status in ("RUNNING", "FAILED")
         proxy.restore()
         report = tracking.ship_pending(config.configure(tracking_uri=proxy.uri))
         assert report.shipped == 1 and not report.error
-        runs = tracking.client().search_runs([tracking.experiment_id()],
-                                             filter_string=f"tags.`llmops.run_key` = '{kept.value.key}'")
+        runs = tracking.client().search_runs(
+            [tracking.experiment_id()], filter_string=f"tags.`llmops.run_key` = '{kept.value.key}'"
+        )
         assert len(runs) == 1 and runs[0].info.status == "FINISHED"
         assert runs[0].data.metrics == {"m": 3.0} and runs[0].data.params == {"p": "1"}
         text = tracking.read_artifact(runs[0].info.run_id, "rows.json")
@@ -376,10 +405,23 @@ def test_a_result_displays_without_calling_mlflow(server, on_server):
 
 
 def _record(i: int, session: str = "s-good") -> dict:
-    return {"record_id": f"rec-{session}-{i}", "session_id": session, "notebook": None, "cell_id": None,
-            "execution_count": i, "status": "ok", "error_type": None, "error": None,
-            "started": f"2026-12-05T10:00:{i:02d}.000+00:00", "duration_s": 0.1, "source": f"x = {i}",
-            "source_digest": "sha256:0", "pins": [], "context": {}, "events": []}
+    return {
+        "record_id": f"rec-{session}-{i}",
+        "session_id": session,
+        "notebook": None,
+        "cell_id": None,
+        "execution_count": i,
+        "status": "ok",
+        "error_type": None,
+        "error": None,
+        "started": f"2026-12-05T10:00:{i:02d}.000+00:00",
+        "duration_s": 0.1,
+        "source": f"x = {i}",
+        "source_digest": "sha256:0",
+        "pins": [],
+        "context": {},
+        "events": [],
+    }
 
 
 BAD_LINES = {
@@ -400,15 +442,15 @@ BAD_LINES = {
 
 
 def test_every_shape_of_bad_spool_line_is_skipped_and_the_rest_ships_once(tmp_path):
-    from llmops_magics.core.lineage_ship import RECORDS_FILE, Shipper, ship_once
-    from llmops_magics.core.lineage_spool import Spool
+    from llmops_magics.core.lineage.ship import RECORDS_FILE, Shipper, ship_once
+    from llmops_magics.core.lineage.spool import Spool
 
     cfg = config.configure(home=tmp_path / "home", tracking_uri="")
     spool_dir = cfg.home / "lineage"
     spool_dir.mkdir(parents=True)
     good = [_record(i) for i in range(6)]
     lines = []
-    for i, (shape, bad) in enumerate(BAD_LINES.items()):
+    for i, bad in enumerate(BAD_LINES.values()):
         lines.append(json.dumps(good[i % len(good)]).encode() if i < len(good) else None)
         lines.append(bad)
     with open(spool_dir / "a-first.jsonl", "wb") as f:

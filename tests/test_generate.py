@@ -31,8 +31,9 @@ def test_same_seed_same_text_when_sampling(backend):
 
 
 def test_each_line_gives_one_answer_per_prompt():
-    result = llmops_magics.llm("What is 2+2?\n\nName a color.\n", each_line=True, backend="vllm",
-                               max_tokens=16, log=False)
+    result = llmops_magics.llm(
+        "What is 2+2?\n\nName a color.\n", each_line=True, backend="vllm", max_tokens=16, log=False
+    )
     assert result.prompts == ["What is 2+2?", "Name a color."]
     assert len(result.answers) == 2 and all(result.answers)
 
@@ -47,15 +48,17 @@ def test_system_message_reaches_the_model():
 
 
 def test_lora_adapter_changes_vllm_output(lora_adapter, default_model_dir):
-    from llmops_magics.core.engines import get_generator
+    from llmops_magics.core.generation.engines import get_generator
 
     gen, choice = get_generator(str(default_model_dir), backend="vllm")
     assert choice.backend == "vllm"
     msgs = ({"role": "user", "content": QUESTION},)
-    base, adapted = gen.generate([
-        GenerationRequest(msgs, Sampling(max_tokens=24)),
-        GenerationRequest(msgs, Sampling(max_tokens=24), Adapter("sharp", str(lora_adapter))),
-    ])
+    base, adapted = gen.generate(
+        [
+            GenerationRequest(msgs, Sampling(max_tokens=24)),
+            GenerationRequest(msgs, Sampling(max_tokens=24), Adapter("sharp", str(lora_adapter))),
+        ]
+    )
     assert "Paris" in base.text
     assert adapted.text != base.text, "the LoRARequest must reach the model"
     # The adapter folder is also a model ref: its base comes from adapter_config.json.
@@ -66,8 +69,9 @@ def test_lora_adapter_changes_vllm_output(lora_adapter, default_model_dir):
 
 def test_lora_adapter_changes_transformers_output(lora_adapter):
     base = llmops_magics.llm(QUESTION, backend="transformers", max_tokens=24, log=False).answer
-    adapted = llmops_magics.llm(QUESTION, model=str(lora_adapter), backend="transformers",
-                                max_tokens=24, log=False).answer
+    adapted = llmops_magics.llm(
+        QUESTION, model=str(lora_adapter), backend="transformers", max_tokens=24, log=False
+    ).answer
     again = llmops_magics.llm(QUESTION, backend="transformers", max_tokens=24, log=False).answer
     assert adapted != base
     assert again == base, "a base request after an adapter one must not keep the adapter on"

@@ -28,9 +28,23 @@ from llmops_magics.core.notebooks import run_notebook  # noqa: E402
 pytestmark = pytest.mark.slow
 
 # Text that engines write and a cell must never show.
-ENGINE_NOISE = ("Loading safetensors", "checkpoint shards", "est. speed", "Processed prompts",
-                "Rendering conversations", "Adding requests", "FutureWarning", "UserWarning", "Warning:",
-                " INFO ", "WARNING", "Triton", "Downcasting", "Loading weights", "View run")
+ENGINE_NOISE = (
+    "Loading safetensors",
+    "checkpoint shards",
+    "est. speed",
+    "Processed prompts",
+    "Rendering conversations",
+    "Adding requests",
+    "FutureWarning",
+    "UserWarning",
+    "Warning:",
+    " INFO ",
+    "WARNING",
+    "Triton",
+    "Downcasting",
+    "Loading weights",
+    "View run",
+)
 
 
 def _outputs_text(cell) -> list[tuple[str, str]]:
@@ -47,8 +61,15 @@ def _outputs_text(cell) -> list[tuple[str, str]]:
 
 def _kernel_env(home: Path) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LLMOPS_", "JPY_"))}
-    env.update({"PATH": f"{Path(sys.executable).parent}:{env.get('PATH', '')}", "LLMOPS_HOME": str(home),
-                "VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"})
+    env.update(
+        {
+            "PATH": f"{Path(sys.executable).parent}:{env.get('PATH', '')}",
+            "LLMOPS_HOME": str(home),
+            "VLLM_CPU_KVCACHE_SPACE": "1",
+            "HF_HUB_OFFLINE": "1",
+            "TOKENIZERS_PARALLELISM": "false",
+        }
+    )
     return env
 
 
@@ -56,9 +77,11 @@ def test_first_vllm_cell_of_a_real_kernel_shows_no_engine_output(tmp_path, monke
     monkeypatch.setenv("LLMOPS_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "1")
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell("%load_ext llmops_magics"),
-                nbformat.v4.new_code_cell("%%llm --max-tokens 24 --backend vllm\nWhat is the capital of France?"),
-                nbformat.v4.new_code_cell("%%llm --max-tokens 8 --backend vllm --each-line\nWhat is 2+2?\nName a color.")]
+    nb.cells = [
+        nbformat.v4.new_code_cell("%load_ext llmops_magics"),
+        nbformat.v4.new_code_cell("%%llm --max-tokens 24 --backend vllm\nWhat is the capital of France?"),
+        nbformat.v4.new_code_cell("%%llm --max-tokens 8 --backend vllm --each-line\nWhat is 2+2?\nName a color."),
+    ]
     path = tmp_path / "quiet.ipynb"
     nbformat.write(nb, path)
     executed = run_notebook(path, tmp_path / "quiet.out.ipynb", cwd=tmp_path, timeout=600)
@@ -111,12 +134,16 @@ CAPTURE = textwrap.dedent("""
 
 
 def test_engine_output_is_captured_for_the_engine_thread_only(tmp_path):
-    out = subprocess.run([sys.executable, "-c", CAPTURE, str(tmp_path)], capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run([sys.executable, "-c", CAPTURE, str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     own = (tmp_path / "own.log").read_text()
-    for line in ("engine says hello", "engine warning", "native bytes from the engine", "engine log record",
-                 "engine child thread"):
+    for line in (
+        "engine says hello",
+        "engine warning",
+        "native bytes from the engine",
+        "engine log record",
+        "engine child thread",
+    ):
         assert line in own, f"{line!r} should be in the engine's own log"
         assert line not in out.stdout + out.stderr, f"{line!r} leaked to the console"
     assert "engine says hello" in (tmp_path / "engines.log").read_text(), "the shared log has it too"
@@ -130,7 +157,9 @@ AUDIT = """
 import sys, threading
 _off_main = []
 def _audit(event, args):
-    if event == "import" and args[0].split(".")[0] == "mlflow" and threading.current_thread() is not threading.main_thread():
+    if event != "import" or args[0].split(".")[0] != "mlflow":
+        return
+    if threading.current_thread() is not threading.main_thread():
         _off_main.append((args[0], threading.current_thread().name))
 sys.addaudithook(_audit)
 """
@@ -147,10 +176,14 @@ def test_mlflow_is_never_first_imported_off_the_main_thread(tmp_path, store, mlf
     try:
         kernel.run(AUDIT)
         kernel.run("%load_ext llmops_magics")
-        for cell in ("%%llm_prompt hygiene -m first\nSay {{x}} twice.",
-                     "%%llm --max-tokens 4 --backend transformers\nhi",
-                     "%llm_pin prompt hygiene", "%lineage sync", "import time; time.sleep(2)",
-                     "%lineage sync"):
+        for cell in (
+            "%%llm_prompt hygiene -m first\nSay {{x}} twice.",
+            "%%llm --max-tokens 4 --backend transformers\nhi",
+            "%llm_pin prompt hygiene",
+            "%lineage sync",
+            "import time; time.sleep(2)",
+            "%lineage sync",
+        ):
             reply, outputs = kernel.run(cell)
             assert reply["status"] == "ok", outputs
         reply, outputs = kernel.run("print(sorted(set(_off_main)))")
@@ -165,10 +198,12 @@ def test_fresh_kernels_touching_mlflow_while_the_shipper_starts(tmp_path):
     for i in range(3):
         kernel = Kernel(_kernel_env(tmp_path / f"home{i}"), tmp_path)
         try:
-            reply, outputs = kernel.run("%load_ext llmops_magics\n"
-                                        "import mlflow.entities, mlflow.tracking\n"
-                                        "from llmops_magics.core.tracking import client\n"
-                                        "client().search_experiments(max_results=5)")
+            reply, outputs = kernel.run(
+                "%load_ext llmops_magics\n"
+                "import mlflow.entities, mlflow.tracking\n"
+                "from llmops_magics.core.tracking import client\n"
+                "client().search_experiments(max_results=5)"
+            )
             assert reply["status"] == "ok", outputs
             reply, outputs = kernel.run("%%llm_prompt fresh -m first\nHello {{name}}")
             assert reply["status"] == "ok", outputs

@@ -37,14 +37,19 @@ def installed_dir() -> Path:
     for base in jupyter_path("labextensions"):
         if (Path(base) / NAME / "package.json").exists():
             return Path(base) / NAME
-    pytest.fail(f"{NAME} is not installed as a prebuilt extension: pip install -e . builds it "
-                f"(needs node >= 20 and the npm registry)")
+    pytest.fail(
+        f"{NAME} is not installed as a prebuilt extension: pip install -e . builds it "
+        f"(needs node >= 20 and the npm registry)"
+    )
 
 
 def test_labextension_list_shows_it_enabled(tmp_path):
     out = subprocess.run(
         [sys.executable, "-m", "jupyter", "labextension", "list"],
-        env=isolated_env(tmp_path), capture_output=True, text=True, timeout=120,
+        env=isolated_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     listing = ANSI.sub("", out.stdout + out.stderr)
     assert out.returncode == 0, listing
@@ -85,8 +90,9 @@ def test_frontend_unit_tests_pass(tmp_path):
     assert jlpm, "jlpm comes with jupyterlab (jupyter-builder): pip install -e '.[test]'"
     if not (SOURCE / "node_modules" / ".bin" / "vitest").exists():
         # The editable install normally leaves node_modules behind; a bare checkout needs one install.
-        subprocess.run([jlpm, "install", "--immutable"], cwd=SOURCE, env=env, check=True,
-                       capture_output=True, timeout=600)
+        subprocess.run(
+            [jlpm, "install", "--immutable"], cwd=SOURCE, env=env, check=True, capture_output=True, timeout=600
+        )
     out = subprocess.run([jlpm, "test"], cwd=SOURCE, env=env, capture_output=True, text=True, timeout=300)
     report = ANSI.sub("", out.stdout + out.stderr)
     assert out.returncode == 0, report[-4000:]

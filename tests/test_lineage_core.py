@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 from IPython.core.error import UsageError
 
-from llmops_magics.core import events, lineage
-from llmops_magics.core.lineage_ship import EXPERIMENT, RECORDS_FILE, TABLE_FILE, ship_once
-from llmops_magics.core.lineage_spool import Spool, acked_ids, pending, read_records, spool_dir
-from llmops_magics.core.openlineage import record_events
-from llmops_magics.core.redact import REDACTED, redact, secret_env_values
+from llmops_magics.core import events
+from llmops_magics.core.lineage import record as lineage
+from llmops_magics.core.lineage.openlineage import record_events
+from llmops_magics.core.lineage.ship import EXPERIMENT, RECORDS_FILE, TABLE_FILE, ship_once
+from llmops_magics.core.lineage.spool import Spool, acked_ids, pending, read_records, spool_dir
+from llmops_magics.core.tracking.redact import REDACTED, redact, secret_env_values
 
 SCHEMAS = Path(__file__).parent / "openlineage"
 
@@ -94,17 +95,43 @@ def recorder(tmp_path):
 
 
 def test_recorder_captures_status_events_pins_and_redacts(recorder, tmp_path):
-    pins = [{"kind": "prompt", "name": "summarize", "version": "4", "alias": "production", "alias_now": "4",
-             "digest": "sha256:ab", "drift": False, "message": ""}]
+    pins = [
+        {
+            "kind": "prompt",
+            "name": "summarize",
+            "version": "4",
+            "alias": "production",
+            "alias_now": "4",
+            "digest": "sha256:ab",
+            "drift": False,
+            "message": "",
+        }
+    ]
     previous = events._context.get("pins")
     events.provide_context("pins", lambda: pins)
     try:
         ok = _record(recorder, "x = 1", 1)
         bad = _record(recorder, f"key = '{PLANTED['openai']}'\n1/0", 2, ZeroDivisionError("division by zero"))
-        gen = _record(recorder, "%%llm\nhi", 3, evs=[("generation", {
-            "model": "chat/2", "backend": "vllm", "prompt_tokens": 7, "completion_tokens": 5,
-            "run_id": "0123456789abcdef", "experiment_id": "1", "latency_s": 0.5,
-            "prompt": {"name": "summarize", "version": 4, "digest": "sha256:ab"}})])
+        gen = _record(
+            recorder,
+            "%%llm\nhi",
+            3,
+            evs=[
+                (
+                    "generation",
+                    {
+                        "model": "chat/2",
+                        "backend": "vllm",
+                        "prompt_tokens": 7,
+                        "completion_tokens": 5,
+                        "run_id": "0123456789abcdef",
+                        "experiment_id": "1",
+                        "latency_s": 0.5,
+                        "prompt": {"name": "summarize", "version": 4, "digest": "sha256:ab"},
+                    },
+                )
+            ],
+        )
     finally:
         # Put back the real provider (core.pins) for the tests that come after.
         events._context.pop("pins", None)
@@ -156,7 +183,8 @@ def _shipped_records(client, run_id, tmp_path) -> list[dict]:
 
 
 def test_shipping_to_mlflow_is_idempotent_by_record_id(tmp_path, llmops_home):
-    from llmops_magics.core import lineage_ship, tracking
+    from llmops_magics.core import tracking
+    from llmops_magics.core.lineage import ship as lineage_ship
 
     rec = lineage.LineageRecorder(tmp_path / "home", notebook="nb.ipynb", ship=False)
     ids = [_record(rec, f"a = {i}", i + 1).record_id for i in range(3)]
@@ -175,7 +203,9 @@ def test_shipping_to_mlflow_is_idempotent_by_record_id(tmp_path, llmops_home):
     assert len(runs) == 1
     shipped = _shipped_records(client, runs[0].info.run_id, tmp_path / "dl")
     assert sorted(r["record_id"] for r in shipped) == sorted(ids)
-    table = json.loads(Path(client.download_artifacts(runs[0].info.run_id, TABLE_FILE, str(tmp_path / "t"))).read_text())
+    table = json.loads(
+        Path(client.download_artifacts(runs[0].info.run_id, TABLE_FILE, str(tmp_path / "t"))).read_text()
+    )
     assert len(table["data"]) == 4 and "summary" in table["columns"]
     assert runs[0].data.tags["mlflow.source.name"] == "nb.ipynb"
     assert [m.step for m in client.get_metric_history(runs[0].info.run_id, "cell_duration_s")] == [1, 2, 3, 4]
@@ -199,11 +229,31 @@ def _validator():
 def test_openlineage_events_validate_against_the_spec(recorder, tmp_path):
     from jsonschema import Draft202012Validator
 
-    ok = _record(recorder, "x = 1", 1, evs=[("migration_step", {"table": "docs", "version_before": 3,
-                                                                "version_after": 4, "step": "backfill"})])
-    bad = _record(recorder, "1/0", 2, ZeroDivisionError("division by zero"), evs=[("generation", {
-        "model": "chat/2", "backend": "vllm", "prompt_tokens": 1, "completion_tokens": 2, "run_id": "ab" * 16,
-        "prompt": {"name": "summarize", "version": 4, "digest": "sha256:ab"}})])
+    ok = _record(
+        recorder,
+        "x = 1",
+        1,
+        evs=[("migration_step", {"table": "docs", "version_before": 3, "version_after": 4, "step": "backfill"})],
+    )
+    bad = _record(
+        recorder,
+        "1/0",
+        2,
+        ZeroDivisionError("division by zero"),
+        evs=[
+            (
+                "generation",
+                {
+                    "model": "chat/2",
+                    "backend": "vllm",
+                    "prompt_tokens": 1,
+                    "completion_tokens": 2,
+                    "run_id": "ab" * 16,
+                    "prompt": {"name": "summarize", "version": 4, "digest": "sha256:ab"},
+                },
+            )
+        ],
+    )
     validator, registry = _validator()
     evs = record_events(ok.to_dict()) + record_events(bad.to_dict())
     assert [e["eventType"] for e in evs] == ["START", "COMPLETE", "START", "FAIL"]
@@ -225,8 +275,17 @@ def test_validator_discriminates():
     from jsonschema import ValidationError
 
     validator, _ = _validator()
-    good = record_events({"record_id": "ab" * 16, "session_id": "cd" * 16, "started": "2026-01-01T00:00:00+00:00",
-                          "duration_s": 1.0, "status": "ok", "source": "x", "events": []})[1]
+    good = record_events(
+        {
+            "record_id": "ab" * 16,
+            "session_id": "cd" * 16,
+            "started": "2026-01-01T00:00:00+00:00",
+            "duration_s": 1.0,
+            "status": "ok",
+            "source": "x",
+            "events": [],
+        }
+    )[1]
     validator.validate(good)
     broken = {**good, "run": {"runId": "not-a-uuid"}}
     with pytest.raises(ValidationError):

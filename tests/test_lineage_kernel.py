@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from servers import Kernel, MlflowServer  # noqa: E402
 from test_lineage_core import PLANTED, _validator  # noqa: E402
 
-from llmops_magics.core.lineage_ship import EXPERIMENT, RECORDS_FILE, TABLE_FILE  # noqa: E402
+from llmops_magics.core.lineage.ship import EXPERIMENT, RECORDS_FILE, TABLE_FILE  # noqa: E402
 
 MIME = "application/vnd.llmops.lineage+json"
 NOTEBOOK = "analysis/summaries.ipynb"
@@ -31,12 +31,18 @@ pytestmark = pytest.mark.slow
 
 def _env(home: Path, tracking_uri: str) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LLMOPS_", "JPY_"))}
-    env.update({
-        "PATH": f"{Path(sys.executable).parent}:{env.get('PATH', '')}",
-        "LLMOPS_HOME": str(home), "LLMOPS_TRACKING_URI": tracking_uri, "JPY_SESSION_NAME": NOTEBOOK,
-        "MY_SERVICE_TOKEN": ENV_SECRET, "VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1",
-        "TOKENIZERS_PARALLELISM": "false",
-    })
+    env.update(
+        {
+            "PATH": f"{Path(sys.executable).parent}:{env.get('PATH', '')}",
+            "LLMOPS_HOME": str(home),
+            "LLMOPS_TRACKING_URI": tracking_uri,
+            "JPY_SESSION_NAME": NOTEBOOK,
+            "MY_SERVICE_TOKEN": ENV_SECRET,
+            "VLLM_CPU_KVCACHE_SPACE": "1",
+            "HF_HUB_OFFLINE": "1",
+            "TOKENIZERS_PARALLELISM": "false",
+        }
+    )
     return env
 
 
@@ -109,7 +115,8 @@ def test_records_for_ok_and_failing_cells_with_pins(kernel, home):
     assert ok["notebook"] == NOTEBOOK and ok["session_id"] == err["session_id"]
     assert err["execution_count"] == ok["execution_count"] + 1
     assert [(p["kind"], p["name"], p["alias"], p["digest"]) for p in ok["pins"]] == [
-        ("prompt", "summarize", "production", digest)]
+        ("prompt", "summarize", "production", digest)
+    ]
     pin_cell = _by_cell(home, "c-pins")  # the cell that pinned did llmops work: events recorded
     assert "prompt_registered" in {e["kind"] for e in pin_cell["events"]}
     assert ok["source_digest"].startswith("sha256:") and ok["duration_s"] >= 0

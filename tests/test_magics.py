@@ -97,12 +97,13 @@ def test_unload_removes_magics(shell):
 
 
 def test_quoted_options_lose_their_quotes(shell):
-    result = shell.run_cell("%%llm --max-tokens 8 --no-log --system 'Answer in one word.'\nWhat is the capital of France?")
+    result = shell.run_cell(
+        "%%llm --max-tokens 8 --no-log --system 'Answer in one word.'\nWhat is the capital of France?"
+    )
     # The system turn the model saw has no stray quotes: same prompt size as the Python call.
     import llmops_magics
 
-    direct = llmops_magics.llm("What is the capital of France?", max_tokens=8, log=False,
-                               system="Answer in one word.")
+    direct = llmops_magics.llm("What is the capital of France?", max_tokens=8, log=False, system="Answer in one word.")
     assert result.prompt_tokens == direct.prompt_tokens
 
 

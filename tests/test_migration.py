@@ -15,13 +15,20 @@ from IPython.core.error import UsageError
 
 import llmops_magics
 from llmops_magics.core import tracking
-from llmops_magics.core.embedders import get_embedder
-from llmops_magics.core.vector_table import MixedVectorSpaces, search_vector
+from llmops_magics.core.vectors.embedders import get_embedder
+from llmops_magics.core.vectors.table import MixedVectorSpaces, search_vector
 from llmops_magics.errors import BadInput
 
-TOPICS = ["cats purr and chase mice", "dogs bark at the mail carrier", "the stock market fell sharply today",
-          "heavy rain floods the valley", "python is a programming language", "paris is the capital of france",
-          "neural networks learn from data", "how to bake sourdough bread"]
+TOPICS = [
+    "cats purr and chase mice",
+    "dogs bark at the mail carrier",
+    "the stock market fell sharply today",
+    "heavy rain floods the valley",
+    "python is a programming language",
+    "paris is the capital of france",
+    "neural networks learn from data",
+    "how to bake sourdough bread",
+]
 TEXTS = [f"{t} (note {i})" for i, t in enumerate(TOPICS * 3)]
 QUERIES = ["kittens hunting", "shares and investors", "baking at home"]
 LABELS = {q: [i for i, t in enumerate(TEXTS) if key in t] for q, key in zip(QUERIES, ["cats", "stock", "bread"])}
@@ -175,7 +182,7 @@ def test_a_row_edited_during_backfill_keeps_its_edit(db, monkeypatch):
     """The backfill reads whole rows from a snapshot; an edit made after that snapshot
     must never be reverted by the merge, and the edited row is embedded from its new text
     on the next pass."""
-    from llmops_magics.core.migration import Migration
+    from llmops_magics.core.vectors.migration import Migration
 
     llmops_magics.create_index("e", [{"text": t, "group": i % 3} for i, t in enumerate(TEXTS[:8])], db=db)
     m = llmops_magics.migration("e", db=db, log=False)
@@ -234,17 +241,20 @@ def test_magic_runs_the_steps(shell, db):
     assert "<b>finish mg" in html
 
 
-@pytest.mark.parametrize("line, message", [
-    ("start mg", "start needs --to EMBEDDER_REF"),
-    ("backfill mg --to minilm-cls", "backfill takes no --to"),
-    ("backfill mg", "has no migration in state"),
-    ("start mg --to default-embedding", "already built with default-embedding"),
-    ("start mg --to no-such-model", "unknown embedder 'no-such-model'"),
-    ("status nosuch", "no LanceDB table 'nosuch'"),
-    ("shadow mg", "shadow needs --queries"),
-    ("shadow mg --queries missing_var", "neither a variable in this notebook nor a file"),
-    ("launch mg", "invalid choice"),
-])
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("start mg", "start needs --to EMBEDDER_REF"),
+        ("backfill mg --to minilm-cls", "backfill takes no --to"),
+        ("backfill mg", "has no migration in state"),
+        ("start mg --to default-embedding", "already built with default-embedding"),
+        ("start mg --to no-such-model", "unknown embedder 'no-such-model'"),
+        ("status nosuch", "no LanceDB table 'nosuch'"),
+        ("shadow mg", "shadow needs --queries"),
+        ("shadow mg --queries missing_var", "neither a variable in this notebook nor a file"),
+        ("launch mg", "invalid choice"),
+    ],
+)
 def test_bad_input_is_one_line(shell, db, line, message):
     llmops_magics.create_index("mg", TEXTS[:4], db=db, mode="overwrite")
     with pytest.raises(UsageError) as err:

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 import llmops_magics
-from llmops_magics.core.embedders import get_embedder
+from llmops_magics.core.vectors.embedders import get_embedder
 from llmops_magics.errors import BadInput
 
 WORDS = ["apples", "rivers", "engines", "poems", "storms", "violins", "glaciers", "owls"]
@@ -30,7 +30,7 @@ COL = "vector_minilm_cls"
 # while the current one works, so the trial does not wait out each start.
 BACKFILL = """
 import os, sys, time, llmops_magics
-from llmops_magics.core.embedders import get_embedder
+from llmops_magics.core.vectors.embedders import get_embedder
 get_embedder("minilm-cls").embed(["warm-up"])
 while not os.path.exists(sys.argv[4]):
     time.sleep(0.01)
@@ -70,17 +70,23 @@ def barrier(folder, who):
         time.sleep(0.005)
 """
 
-ADDER = BARRIER + """
+ADDER = (
+    BARRIER
+    + """
 import llmops_magics
-db, name, who, rows, per, folder = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
+db, name, who, folder = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[6]
+rows, per = int(sys.argv[4]), int(sys.argv[5])
 m = llmops_magics.migration(name, db=db, log=False)
 m.add(["warm-up " + who])
 barrier(folder, who)
 for k in range(0, rows, per):
     m.add([f"{who} row {k + j}" for j in range(per)])
 """
+)
 
-GIVEN_IDS = BARRIER + """
+GIVEN_IDS = (
+    BARRIER
+    + """
 import json, random, llmops_magics
 from llmops_magics.errors import BadInput
 db, name, who, groups, folder = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
@@ -99,6 +105,7 @@ for g in order:
         refused += 1
 print(json.dumps({"won": won, "refused": refused}))
 """
+)
 
 ROLLBACK = """
 import sys, llmops_magics
@@ -133,7 +140,9 @@ def table(db, name):
 def rows_by_id(db, name) -> dict:
     rows = table(db, name).to_arrow().to_pylist()
     ids = [r["id"] for r in rows]
-    assert len(ids) == len(set(ids)), f"duplicated ids: {[i for i, n in collections.Counter(ids).items() if n > 1][:10]}"
+    assert len(ids) == len(set(ids)), (
+        f"duplicated ids: {[i for i, n in collections.Counter(ids).items() if n > 1][:10]}"
+    )
     return {r["id"]: r for r in rows}
 
 
@@ -230,8 +239,9 @@ def kill_a_backfill(db, name, go, child, rng) -> int:
     before = table(db, name).count_rows(f"{COL} IS NULL")
     go.touch()
     deadline = time.monotonic() + 120
-    while table(db, name).count_rows(f"{COL} IS NULL") == before and child.poll() is None \
-            and time.monotonic() < deadline:
+    while (
+        table(db, name).count_rows(f"{COL} IS NULL") == before and child.poll() is None and time.monotonic() < deadline
+    ):
         time.sleep(0.05)
     time.sleep(rng.uniform(0, 2.0))
     if child.poll() is not None:
@@ -251,14 +261,31 @@ def test_two_processes_adding_at_once_get_distinct_ids(tmp_path):
     llmops_magics.create_index(name, [f"seed {w}" for w in WORDS], db=db)
     m = llmops_magics.migration(name, db=db, log=False)
     m.start("minilm-cls")
-    wait_all([python(ADDER, db, name, who, per_process, 5, tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                     text=True) for who in "AB"])
+    wait_all(
+        [
+            python(
+                ADDER,
+                db,
+                name,
+                who,
+                per_process,
+                5,
+                tmp_path,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for who in "AB"
+        ]
+    )
     rows = rows_by_id(db, name)  # asserts no id is doubled
     texts = collections.Counter(r["text"] for r in rows.values())
     expected = {f"{who} row {k}" for who in "AB" for k in range(per_process)}
     assert expected <= set(texts) and all(texts[t] == 1 for t in expected)
     assert len(rows) == len(WORDS) + 2 + 2 * per_process
-    assert all(r[COL] is not None and r["vector"] is not None for r in rows.values() if not r["text"].startswith("seed"))
+    assert all(
+        r[COL] is not None and r["vector"] is not None for r in rows.values() if not r["text"].startswith("seed")
+    )
     status = m.status().details
     assert status["stale_rows"] == 0 and f"{len(rows) - len(WORDS)}/{len(rows)} filled" in status[f"column {COL}"]
 
@@ -268,8 +295,14 @@ def test_given_ids_are_inserted_once_when_two_processes_race(tmp_path):
     is won by exactly one process, the other gets a one-line BadInput, no id is doubled."""
     db, name, groups = str(tmp_path / "lancedb"), "given", 60
     llmops_magics.create_index(name, [{"id": 1000 + i, "text": f"seed {w}"} for i, w in enumerate(WORDS)], db=db)
-    outs = wait_all([python(GIVEN_IDS, db, name, who, groups, tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True) for who in "AB"])
+    outs = wait_all(
+        [
+            python(
+                GIVEN_IDS, db, name, who, groups, tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
+            for who in "AB"
+        ]
+    )
     won = {who: set(json.loads(out)["won"]) for who, out in zip("AB", outs)}
     assert not won["A"] & won["B"] and won["A"] | won["B"] == set(range(groups))
     rows = rows_by_id(db, name)  # asserts no id is doubled
@@ -302,8 +335,9 @@ def test_adds_where_no_lock_is_shared_get_random_ids(tmp_path, monkeypatch):
 
 def writes_during_migration(db, name):
     """Start, half a backfill, then an update, a delete and an add: what rollback must keep."""
-    llmops_magics.create_index(name, [{"text": f"note {i}: {w}", "group": i % 3} for i, w in enumerate(WORDS * 2)],
-                               db=db, mode="overwrite")
+    llmops_magics.create_index(
+        name, [{"text": f"note {i}: {w}", "group": i % 3} for i, w in enumerate(WORDS * 2)], db=db, mode="overwrite"
+    )
     before = table(db, name).schema
     m = llmops_magics.migration(name, db=db, log=False)
     m.start("minilm-cls")
@@ -338,7 +372,7 @@ def test_rollback_killed_midway_then_rerun_keeps_every_write(tmp_path):
     """A rollback process SIGKILLed at random points (before, between and after its
     commits), then rollback run again: every user write kept, no new column, no migration."""
     db, rng, outcomes = str(tmp_path / "lancedb"), random.Random(3), collections.Counter()
-    for trial in range(8):
+    for _ in range(8):
         m, before, expected = writes_during_migration(db, "rk")
         child = python(ROLLBACK, "rk", db, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         assert child.stdout.readline().strip() == "go"

@@ -12,7 +12,7 @@ import time
 import numpy as np
 
 import llmops_magics
-from llmops_magics.core.embedders import get_embedder
+from llmops_magics.core.vectors.embedders import get_embedder
 
 CHILD = """
 import sys, llmops_magics
@@ -44,8 +44,12 @@ def test_backfill_resumes_after_sigkill(tmp_path):
         left = _nulls(db, name, col)
         if left == 0:
             break
-        child = subprocess.Popen([sys.executable, "-c", CHILD, name, db], stdout=subprocess.DEVNULL,
-                                 stderr=subprocess.DEVNULL, env=os.environ.copy())
+        child = subprocess.Popen(
+            [sys.executable, "-c", CHILD, name, db],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=os.environ.copy(),
+        )
         try:
             deadline = time.monotonic() + 120
             while _nulls(db, name, col) == left and child.poll() is None and time.monotonic() < deadline:
@@ -63,7 +67,9 @@ def test_backfill_resumes_after_sigkill(tmp_path):
     after = {r["id"]: r for r in _table(db, name).to_arrow().to_pylist()}
     assert len(after) == len(before) == _table(db, name).count_rows()  # no row lost, none doubled
     for i, row in after.items():
-        assert {k: row[k] for k in ("text", "group", "vector")} == {k: before[i][k] for k in ("text", "group", "vector")}
+        assert {k: row[k] for k in ("text", "group", "vector")} == {
+            k: before[i][k] for k in ("text", "group", "vector")
+        }
     ids = sorted(after)
     got = np.array([after[i][col] for i in ids], dtype=np.float32)
     assert np.allclose(got, get_embedder("minilm-cls").embed([after[i]["text"] for i in ids]), atol=1e-4)

@@ -6,14 +6,13 @@ import shutil
 
 import pytest
 from IPython.core.error import UsageError
+from registry_helpers import linked_default, mlflow_client, one_line, sqlite_store, store, uniq  # noqa: F401
 
 import llmops_magics
 from llmops_magics.backends import files
-from llmops_magics.core.model_registry import find_model, register_model
-from llmops_magics.core.models import resolve_model
+from llmops_magics.core.generation.resolve import resolve_model
+from llmops_magics.core.registry.models import find_model, register_model
 from llmops_magics.errors import BadInput, DigestMismatch, ModelNotFound, PinDrift
-
-from registry_helpers import linked_default, mlflow_client, one_line, sqlite_store, store, uniq  # noqa: F401
 
 
 def test_538_mb_are_hashed_once_then_never_again(sqlite_store, uniq, linked_default):
@@ -68,7 +67,9 @@ def test_weight_change_on_disk_is_detected(store, uniq, lora_adapter, default_mo
     assert "touched on disk" in flags, "the cheap view notices the files were touched"
     with pytest.raises(PinDrift) as err:
         llmops_magics.check_pins()
-    assert f"weights of {reg.model.label} changed on disk since registration (adapter_model.safetensors)" in str(err.value)
+    assert f"weights of {reg.model.label} changed on disk since registration (adapter_model.safetensors)" in str(
+        err.value
+    )
     assert "changed on disk since registration" in llmops_magics.pins()._repr_mimebundle_()["text/plain"]
     with pytest.raises(DigestMismatch, match="register a new version"):
         llmops_magics.pin("model", name)
@@ -100,19 +101,24 @@ def test_llm_model_magic_register_list_show(shell, sqlite_store, uniq):
     listing = shell.run_cell("%llm_model list")._repr_mimebundle_()["text/plain"]
     assert name in listing and "embedding" in listing
     shown = shell.run_cell(f"%llm_model show {name}/1")._repr_mimebundle_()
-    assert shown["text/plain"].startswith(f"{name}/1") and "<" not in shown["text/html"].replace("<div", "").replace("</div>", "")
+    assert shown["text/plain"].startswith(f"{name}/1") and "<" not in shown["text/html"].replace("<div", "").replace(
+        "</div>", ""
+    )
 
 
-@pytest.mark.parametrize("line, message", [
-    ("%llm_model register", "needs a NAME"),
-    ("%llm_model register x", "needs --base"),
-    ("%llm_model register x --base default --param nokey", "is not KEY=VALUE"),
-    ("%llm_model register x --base /nope", "not a local folder"),
-    ("%llm_model register default --base default", "embedded default model's name"),
-    ("%llm_model show nothing-here-xyz", "unknown model 'nothing-here-xyz'"),
-    ("%llm_model fly", "invalid choice"),
-    ("%llm_model register 'x", "check the quotes"),
-])
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("%llm_model register", "needs a NAME"),
+        ("%llm_model register x", "needs --base"),
+        ("%llm_model register x --base default --param nokey", "is not KEY=VALUE"),
+        ("%llm_model register x --base /nope", "not a local folder"),
+        ("%llm_model register default --base default", "embedded default model's name"),
+        ("%llm_model show nothing-here-xyz", "unknown model 'nothing-here-xyz'"),
+        ("%llm_model fly", "invalid choice"),
+        ("%llm_model register 'x", "check the quotes"),
+    ],
+)
 def test_bad_model_lines_are_one_line(shell, sqlite_store, line, message):
     with pytest.raises(UsageError) as err:
         shell.run_cell(line)

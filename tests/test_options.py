@@ -29,16 +29,28 @@ BAD = [
     (SHADOW + " --memory-limit-gb lots\nhi", "--memory-limit-gb lots", "--memory-limit-gb 8"),
     (SHADOW + " --engine-plan sideways\nhi", "--engine-plan sideways", "--engine-plan one-at-a-time"),
     (SHADOW + " --adapter-mode fused\nhi", "--adapter-mode fused", "--adapter-mode merged"),
-    (SHADOW + " --threshold max_differing_rate=abc\nhi", "--threshold max_differing_rate=abc",
-     "--threshold max_differing_rate=0.1"),
-    (SHADOW + " --threshold max_differing_rate=2\nhi", "--threshold max_differing_rate=2",
-     "--threshold max_differing_rate=0.1"),
+    (
+        SHADOW + " --threshold max_differing_rate=abc\nhi",
+        "--threshold max_differing_rate=abc",
+        "--threshold max_differing_rate=0.1",
+    ),
+    (
+        SHADOW + " --threshold max_differing_rate=2\nhi",
+        "--threshold max_differing_rate=2",
+        "--threshold max_differing_rate=0.1",
+    ),
     (SHADOW + " --threshold bootstrap=10\nhi", "--threshold bootstrap=10", "--threshold bootstrap=2000"),
     (SHADOW + " --threshold nonsense=1\nhi", "--threshold nonsense=1", "e.g."),
-    (SHADOW + " --candidate-engine-args dtype=bfloat17\nhi", "--candidate-engine-args dtype=bfloat17",
-     "--candidate-engine-args dtype=float32"),
-    (SHADOW + " --primary-engine-args enforce_eagr=true\nhi", "--primary-engine-args enforce_eagr=true",
-     "did you mean enforce_eager"),
+    (
+        SHADOW + " --candidate-engine-args dtype=bfloat17\nhi",
+        "--candidate-engine-args dtype=bfloat17",
+        "--candidate-engine-args dtype=float32",
+    ),
+    (
+        SHADOW + " --primary-engine-args enforce_eagr=true\nhi",
+        "--primary-engine-args enforce_eagr=true",
+        "did you mean enforce_eager",
+    ),
     (f"%adapter_check {NO} --base {NO} --max-lora-rank abc", "--max-lora-rank abc", "--max-lora-rank 16"),
     (f"%adapter_check {NO} --base {NO} --max-new-tokens 0", "--max-new-tokens 0", "--max-new-tokens 16"),
     ("%llm_engines --log x --lines many", "--lines many", "--lines 50"),
@@ -64,14 +76,19 @@ def test_a_bad_option_value_is_one_line_before_any_work(shell, cell, names, exam
     assert "\n" not in text.strip()
 
 
-@pytest.mark.parametrize("call, message", [
-    (lambda: llmops_magics.llm("hi", model=NO, max_tokens="abc"), "max_tokens='abc'"),
-    (lambda: llmops_magics.shadow(["hi"], primary=NO, candidate=NO, n=0), "n=0"),
-    (lambda: llmops_magics.shadow(["hi"], primary=NO, candidate=NO, max_differing_rate="abc"),
-     "max_differing_rate='abc'"),
-    (lambda: llmops_magics.shadow(["hi"], primary=NO, candidate=NO, adapter_mode="fused"), "adapter_mode='fused'"),
-    (lambda: llmops_magics.check_adapter(NO, base=NO, max_lora_rank=0), "max_lora_rank=0"),
-])
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: llmops_magics.llm("hi", model=NO, max_tokens="abc"), "max_tokens='abc'"),
+        (lambda: llmops_magics.shadow(["hi"], primary=NO, candidate=NO, n=0), "n=0"),
+        (
+            lambda: llmops_magics.shadow(["hi"], primary=NO, candidate=NO, max_differing_rate="abc"),
+            "max_differing_rate='abc'",
+        ),
+        (lambda: llmops_magics.shadow(["hi"], primary=NO, candidate=NO, adapter_mode="fused"), "adapter_mode='fused'"),
+        (lambda: llmops_magics.check_adapter(NO, base=NO, max_lora_rank=0), "max_lora_rank=0"),
+    ],
+)
 def test_the_python_twins_check_the_same_way(call, message):
     with pytest.raises(OptionError) as err:
         call()
@@ -83,5 +100,7 @@ def test_good_values_given_as_text_are_accepted():
 
     assert options.check(max_tokens="64", temperature="0.5", n="3") == {"max_tokens": 64, "temperature": 0.5, "n": 3}
     assert options.check_thresholds({"max_differing_rate": "0.1", "bootstrap": "500"}) == {
-        "max_differing_rate": 0.1, "bootstrap": 500}
+        "max_differing_rate": 0.1,
+        "bootstrap": 500,
+    }
     assert options.check_engine_args({"dtype": "bfloat16", "enforce_eager": False})["dtype"] == "bfloat16"

@@ -7,17 +7,18 @@ import subprocess
 import sys
 
 import pytest
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from IPython.core.error import UsageError
+from registry_helpers import one_line, sqlite_store, store, uniq  # noqa: F401
 
 import llmops_magics
 from llmops_magics.core import events
-from llmops_magics.core.aliases import alias_history, move_alias
-from llmops_magics.core.model_registry import register_model
-from llmops_magics.core.pins import pin_context
-from llmops_magics.core.prompts import register_prompt
-
-from registry_helpers import one_line, sqlite_store, store, uniq  # noqa: F401
+from llmops_magics.core.registry.aliases import alias_history, move_alias
+from llmops_magics.core.registry.models import register_model
+from llmops_magics.core.registry.pins import pin_context
+from llmops_magics.core.registry.prompts import register_prompt
 
 
 def test_alias_move_history_pin_and_drift(shell, store, uniq):
@@ -32,7 +33,7 @@ def test_alias_move_history_pin_and_drift(shell, store, uniq):
     assert str(moved) == f"prompt {name}: production 4 -> 5"
     with pytest.raises(UsageError) as err:
         shell.run_cell("%llm_pin --check")
-    assert f"production now points to 5; you are pinned to 4" in str(err.value) and one_line(str(err.value))
+    assert "production now points to 5; you are pinned to 4" in str(err.value) and one_line(str(err.value))
     text = shell.run_cell("%llm_pin")._repr_mimebundle_()["text/plain"]
     assert "production now points to 5; you are pinned to 4" in text
     row = [line for line in text.splitlines() if name in line][0].split()
@@ -42,7 +43,9 @@ def test_alias_move_history_pin_and_drift(shell, store, uniq):
     assert ctx["message"] == "production now points to 5; you are pinned to 4"
     history = shell.run_cell(f"%llm_alias --history prompt {name}")
     assert [(m.alias, m.from_version, m.to_version) for m in history.moves] == [
-        ("production", None, 4), ("production", 4, 5)]
+        ("production", None, 4),
+        ("production", 4, 5),
+    ]
     assert all(m.user and m.at for m in history.moves)
     assert "production" in history._repr_mimebundle_()["text/html"]
 
@@ -55,8 +58,10 @@ def test_alias_history_is_shared_by_every_process(mlflow_server, uniq):
     register_prompt(name, "two {{x}}")
     move_alias("prompt", name, "production", 1)
     uri = llmops_magics.settings().resolved_tracking_uri
-    code = ("import llmops_magics as m; m.configure(tracking_uri=%r); "
-            "from llmops_magics.core.aliases import move_alias; move_alias('prompt', %r, 'production', 2)") % (uri, name)
+    code = (
+        f"import llmops_magics as m; m.configure(tracking_uri={uri!r}); "
+        f"from llmops_magics.core.registry.aliases import move_alias; move_alias('prompt', {name!r}, 'production', 2)"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=300, capture_output=True)
     moves = alias_history("prompt", name).moves
     assert [(m.from_version, m.to_version) for m in moves] == [(None, 1), (1, 2)]
@@ -73,14 +78,17 @@ def test_lockfile_round_trip_and_mismatch(shell, store, uniq, tmp_path, monkeypa
     assert "saved 2 pin(s) to llmops.lock.json" in str(saved)
     lock = json.loads((tmp_path / "llmops.lock.json").read_text())
     assert {(e["kind"], e["name"], e["version"], e["alias"]) for e in lock["pins"]} == {
-        ("prompt", p, 1, "production"), ("model", m, 1, "champion")}
+        ("prompt", p, 1, "production"),
+        ("model", m, 1, "champion"),
+    }
     assert "@" not in lock["tracking_uri"].split("//", 1)[-1], "no credentials in the lockfile"
     before = llmops_magics.pins()
     shell.run_cell("%llm_pin --clear")
     assert len(llmops_magics.pins()) == 0
     restored = shell.run_cell("%llm_pin --load")
     assert [(x.kind, x.name, x.version, x.digest) for x in restored.pins] == [
-        (x.kind, x.name, x.version, x.digest) for x in before.pins]
+        (x.kind, x.name, x.version, x.digest) for x in before.pins
+    ]
     # A lockfile that no longer matches the registry is refused, and nothing changes.
     lock["pins"][0]["digest"] = "0" * 64
     (tmp_path / "tampered.json").write_text(json.dumps(lock))
@@ -108,8 +116,14 @@ def test_events_tell_lineage_what_happened(sqlite_store, uniq):
     kinds = [k for k, _ in seen]
     assert kinds == ["prompt_registered", "alias", "pin", "model_registered"]
     assert seen[0][1]["name"] == name and len(seen[0][1]["digest"]) == 64
-    assert seen[1][1] == {"kind": "prompt", "name": name, "alias": "staging", "from": None, "to": 1,
-                          "user": seen[1][1]["user"]}
+    assert seen[1][1] == {
+        "kind": "prompt",
+        "name": name,
+        "alias": "staging",
+        "from": None,
+        "to": 1,
+        "user": seen[1][1]["user"],
+    }
     assert events.context()["pins"] == pin_context() and pin_context()[0]["name"] == name
 
 
@@ -129,7 +143,7 @@ def test_unpin_and_errors(shell, sqlite_store, uniq):
         (f"%llm_alias prompt {name} production 9", "has no version 9"),
         (f"%llm_alias prompt {name} latest 1", "reserved by MLflow"),
         (f"%llm_alias prompt {name} production", "give ALIAS and VERSION"),
-        (f"%llm_alias --history prompt nothing-xyz-2", "unknown prompt 'nothing-xyz-2'"),
+        ("%llm_alias --history prompt nothing-xyz-2", "unknown prompt 'nothing-xyz-2'"),
         ("%llm_pin -h", "unrecognized arguments: -h"),
     ]:
         with pytest.raises(UsageError) as err:
@@ -138,9 +152,37 @@ def test_unpin_and_errors(shell, sqlite_store, uniq):
         assert one_line(str(err.value)), line
 
 
-TOKENS = st.sampled_from(["prompt", "model", "summarize", "chat@champion", "x/0", "--check", "--save", "--load",
-                          "--history", "--unpin", "--clear", "--alias", "--base", "default", "register", "list",
-                          "show", "production", "4", "-m", "'", '"', "--param", "k=v", "prompts:/a@b", "@", "/"])
+TOKENS = st.sampled_from(
+    [
+        "prompt",
+        "model",
+        "summarize",
+        "chat@champion",
+        "x/0",
+        "--check",
+        "--save",
+        "--load",
+        "--history",
+        "--unpin",
+        "--clear",
+        "--alias",
+        "--base",
+        "default",
+        "register",
+        "list",
+        "show",
+        "production",
+        "4",
+        "-m",
+        "'",
+        '"',
+        "--param",
+        "k=v",
+        "prompts:/a@b",
+        "@",
+        "/",
+    ]
+)
 LINES = st.lists(st.one_of(TOKENS, st.text(max_size=8)), max_size=5).map(" ".join)
 
 
@@ -167,8 +209,9 @@ def test_any_prompt_cell_is_a_result_or_one_usage_error(shell_for_hypothesis, li
 @pytest.fixture(scope="module")
 def shell_for_hypothesis(llmops_home):
     from shell_testing import TestingShell
+
     from llmops_magics import config
-    from llmops_magics.core import pins
+    from llmops_magics.core.registry import pins
     from llmops_magics.magics import MAGICS
 
     config.reset()

@@ -15,8 +15,9 @@ QUESTIONS = ["What is the capital of Italy?", "Name a fruit.", "What is 3 + 3?"]
 
 @pytest.fixture(scope="module")
 def result(lora_adapter):
-    return llmops_magics.shadow(QUESTIONS, primary="default", candidate=str(lora_adapter), max_tokens=16,
-                                name="plots-test", adapter_mode="lora")
+    return llmops_magics.shadow(
+        QUESTIONS, primary="default", candidate=str(lora_adapter), max_tokens=16, name="plots-test", adapter_mode="lora"
+    )
 
 
 def test_figures_carry_the_rows(result):

@@ -8,12 +8,11 @@ import json
 
 import pytest
 from IPython.core.error import UsageError
+from registry_helpers import mlflow_client, one_line, sqlite_store, store, uniq  # noqa: F401
 
 import llmops_magics
-from llmops_magics.core.prompts import register_prompt, resolve_prompt
+from llmops_magics.core.registry.prompts import register_prompt, resolve_prompt
 from llmops_magics.errors import BadInput, PromptNotFound
-
-from registry_helpers import mlflow_client, one_line, sqlite_store, store, uniq  # noqa: F401
 
 TEMPLATE = "Summarize in one sentence: {{text}}"
 
@@ -41,20 +40,24 @@ def test_chat_prompt_from_yaml_with_response_format(sqlite_store, uniq):
     assert p.is_chat and p.template[0] == {"role": "system", "content": "Answer in JSON."}
     assert p.response_format == schema and p.variables == frozenset({"person"})
     assert p.render({"person": "Ada"}) == (
-        {"role": "system", "content": "Answer in JSON."}, {"role": "user", "content": "City of Ada?"})
+        {"role": "system", "content": "Answer in JSON."},
+        {"role": "user", "content": "City of Ada?"},
+    )
     # The same messages as JSON are the same template: no new version.
-    as_json = json.dumps([{"role": "system", "content": "Answer in JSON."},
-                          {"role": "user", "content": "City of {{person}}?"}])
+    as_json = json.dumps(
+        [{"role": "system", "content": "Answer in JSON."}, {"role": "user", "content": "City of {{person}}?"}]
+    )
     assert not register_prompt(name, as_json, response_format=schema).created
     # A different response format is a different prompt.
     assert register_prompt(name, as_json, response_format={"type": "object"}).prompt.version == 2
 
 
 def test_render_names_the_missing_variables():
-    import llmops_magics.core.prompts as prompts
+    import llmops_magics.core.registry.prompts as prompts
 
-    p = prompts.PromptRef("t", 1, "{{a}} and {{ b }} and {{c}}", prompts.template_digest("x"),
-                          variables=frozenset({"a", "b", "c"}))
+    p = prompts.PromptRef(
+        "t", 1, "{{a}} and {{ b }} and {{c}}", prompts.template_digest("x"), variables=frozenset({"a", "b", "c"})
+    )
     with pytest.raises(BadInput) as err:
         p.render({"b": 1})
     assert "needs variable(s) a, c" in str(err.value) and "given: b" in str(err.value)
@@ -79,26 +82,32 @@ def test_resolve_by_version_alias_and_latest_and_say_what_exists(sqlite_store, u
 def test_llm_prompt_magic_registers_the_cell(shell, sqlite_store, uniq):
     name = uniq("greet")
     shell.user_ns["schema"] = {"type": "object", "properties": {"greeting": {"type": "string"}}}
-    out = shell.run_cell(f"%%llm_prompt {name} -m 'first cut' --alias staging --response-format schema\n"
-                         "Greet {{who}} warmly.")
+    out = shell.run_cell(
+        f"%%llm_prompt {name} -m 'first cut' --alias staging --response-format schema\nGreet {{{{who}}}} warmly."
+    )
     assert out.created and out.prompt.response_format == shell.user_ns["schema"]
     assert "staging -> 1" in out._repr_mimebundle_()["text/plain"]
     again = shell.run_cell(f"%%llm_prompt {name} -m 'no change' --response-format schema\nGreet {{{{who}}}} warmly.")
     assert again._repr_mimebundle_()["text/plain"].startswith(f"unchanged: still {name}/1")
     assert shell.user_ns["_llm_prompt"].label == f"{name}/1"
-    html = shell.run_cell(f"%%llm_prompt {name}\n<script>alert(1)</script> {{{{who}}}}")._repr_mimebundle_()["text/html"]
+    html = shell.run_cell(f"%%llm_prompt {name}\n<script>alert(1)</script> {{{{who}}}}")._repr_mimebundle_()[
+        "text/html"
+    ]
     assert "<script" not in html
 
 
-@pytest.mark.parametrize("cell, message", [
-    ("%%llm_prompt x\n   ", "the prompt is empty"),
-    ("%%llm_prompt 'bad name'\nhi", "bad prompt name"),
-    ("%%llm_prompt x --response-format '{nope'\nhi", "--response-format is not JSON"),
-    ("%%llm_prompt x --response-format bad_schema\nhi", "not a valid JSON schema"),
-    ("%%llm_prompt x\n[{\"role\": \"robot\", \"content\": \"hi\"}]", "has role 'robot'"),
-    ("%%llm_prompt x --alias latest\nhi", "reserved by MLflow"),
-    ("%%llm_prompt\nhi", "the following arguments are required: name"),
-])
+@pytest.mark.parametrize(
+    "cell, message",
+    [
+        ("%%llm_prompt x\n   ", "the prompt is empty"),
+        ("%%llm_prompt 'bad name'\nhi", "bad prompt name"),
+        ("%%llm_prompt x --response-format '{nope'\nhi", "--response-format is not JSON"),
+        ("%%llm_prompt x --response-format bad_schema\nhi", "not a valid JSON schema"),
+        ('%%llm_prompt x\n[{"role": "robot", "content": "hi"}]', "has role 'robot'"),
+        ("%%llm_prompt x --alias latest\nhi", "reserved by MLflow"),
+        ("%%llm_prompt\nhi", "the following arguments are required: name"),
+    ],
+)
 def test_bad_prompt_cells_are_one_line(shell, cell, message):
     shell.user_ns["bad_schema"] = {"type": 5}
     with pytest.raises(UsageError) as err:

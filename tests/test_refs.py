@@ -3,32 +3,39 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings as hsettings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
-from llmops_magics.core.refs import Ref, check_alias_name, parse_ref
+from llmops_magics.core.registry.refs import Ref, check_alias_name, parse_ref
 from llmops_magics.errors import BadInput
 
 NAMES = st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,20}", fullmatch=True).filter(lambda s: s not in (".", ".."))
 ALIASES = st.from_regex(r"[A-Za-z0-9_\-]{1,20}", fullmatch=True).filter(lambda s: s.lower() != "latest")
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("summarize", Ref("summarize")),
-    ("summarize/3", Ref("summarize", version=3)),
-    ("summarize@production", Ref("summarize", alias="production")),
-    ("  chat.v2@champion ", Ref("chat.v2", alias="champion")),
-    ("prompts:/summarize/4", Ref("summarize", version=4, kind="prompt")),
-    ("prompts:/summarize@production", Ref("summarize", alias="production", kind="prompt")),
-    ("models:/chat@champion", Ref("chat", alias="champion", kind="model")),
-    ("chat@latest", Ref("chat")),
-    ("chat/latest", Ref("chat")),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("summarize", Ref("summarize")),
+        ("summarize/3", Ref("summarize", version=3)),
+        ("summarize@production", Ref("summarize", alias="production")),
+        ("  chat.v2@champion ", Ref("chat.v2", alias="champion")),
+        ("prompts:/summarize/4", Ref("summarize", version=4, kind="prompt")),
+        ("prompts:/summarize@production", Ref("summarize", alias="production", kind="prompt")),
+        ("models:/chat@champion", Ref("chat", alias="champion", kind="model")),
+        ("chat@latest", Ref("chat")),
+        ("chat/latest", Ref("chat")),
+    ],
+)
 def test_parses_every_documented_form(text, expected):
     assert parse_ref(text) == expected
 
 
-@pytest.mark.parametrize("text", ["", "a b", "chat/0", "chat/x", "chat@", "chat@a@b", "/abs/path",
-                                  "./model", "chat/2/3", "prompts:/", "..", "x\ny"])
+@pytest.mark.parametrize(
+    "text",
+    ["", "a b", "chat/0", "chat/x", "chat@", "chat@a@b", "/abs/path", "./model", "chat/2/3", "prompts:/", "..", "x\ny"],
+)
 def test_malformed_refs_get_one_line_with_the_accepted_forms(text):
     with pytest.raises(BadInput) as err:
         parse_ref(text)
@@ -49,8 +56,12 @@ def test_aliases_mlflow_reserves_are_refused_before_any_call(alias):
         check_alias_name(alias)
 
 
-@given(NAMES, st.one_of(st.none(), st.integers(1, 10**6)), st.one_of(st.none(), ALIASES),
-       st.sampled_from([None, "prompt", "model"]))
+@given(
+    NAMES,
+    st.one_of(st.none(), st.integers(1, 10**6)),
+    st.one_of(st.none(), ALIASES),
+    st.sampled_from([None, "prompt", "model"]),
+)
 def test_str_and_uri_round_trip(name, version, alias, kind):
     if version is not None and alias is not None:
         alias = None

@@ -15,8 +15,15 @@ import sys
 import pytest
 
 import llmops_magics
-from llmops_magics.core.review import (ReviewSession, Tally, blind_left, open_review, wilson_interval,
-                                       winner_of, word_diff)
+from llmops_magics.core.review.session import (
+    ReviewSession,
+    Tally,
+    blind_left,
+    open_review,
+    wilson_interval,
+    winner_of,
+    word_diff,
+)
 from llmops_magics.errors import BadInput
 
 QUESTIONS = ["What is the capital of France?", "Name a primary colour.", "What is 2 + 2?"]
@@ -24,13 +31,27 @@ QUESTIONS = ["What is the capital of France?", "Name a primary colour.", "What i
 
 @pytest.fixture(scope="module")
 def shadow_result(lora_adapter):
-    return llmops_magics.shadow(QUESTIONS, primary="default", candidate=str(lora_adapter), max_tokens=16,
-                                name="review-test", adapter_mode="lora")
+    return llmops_magics.shadow(
+        QUESTIONS,
+        primary="default",
+        candidate=str(lora_adapter),
+        max_tokens=16,
+        name="review-test",
+        adapter_mode="lora",
+    )
 
 
 def synthetic_rows(n: int) -> list[dict]:
-    return [{"id": i, "input": f"q{i}", "prompt": f"q{i}", "primary_output": f"primary answer {i}",
-             "candidate_output": f"candidate answer {i}"} for i in range(n)]
+    return [
+        {
+            "id": i,
+            "input": f"q{i}",
+            "prompt": f"q{i}",
+            "primary_output": f"primary answer {i}",
+            "candidate_output": f"candidate answer {i}",
+        }
+        for i in range(n)
+    ]
 
 
 def test_blind_layout_is_reproducible_per_seed_and_independent_of_order():
@@ -165,8 +186,9 @@ def test_a_new_process_resumes_where_the_review_stopped(shadow_result, llmops_ho
     assert expected_start is not None
 
     env = {**os.environ, "LLMOPS_HOME": str(llmops_home)}
-    out = subprocess.run([sys.executable, "-c", RESUME, shadow_result.run_id], env=env, capture_output=True,
-                         text=True, timeout=180)
+    out = subprocess.run(
+        [sys.executable, "-c", RESUME, shadow_result.run_id], env=env, capture_output=True, text=True, timeout=180
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     seen = json.loads(out.stdout.strip().splitlines()[-1])
     assert seen["before"] == {k: v.winner for k, v in reviewed.items()}
@@ -180,8 +202,9 @@ def test_a_new_process_resumes_where_the_review_stopped(shadow_result, llmops_ho
 
 
 def test_mlflow_alone_is_enough_to_resume_and_an_outage_keeps_the_spool(shadow_result, tmp_path):
-    from llmops_magics import configure
     from servers import free_port
+
+    from llmops_magics import configure
 
     base = open_review(shadow_result, seed=3)
     n = len(base.verdicts)

@@ -10,11 +10,23 @@ import sys
 import pytest
 
 import llmops_magics
-from llmops_magics.core import engines
+from llmops_magics.core.generation import engines
 
 QUESTION = "What is the capital of France?"
-TOPICS = ["rivers", "bees", "tea", "owls", "maps", "clocks", "bread", "chess", "glaciers", "violins",
-          "deserts", "coral"]
+TOPICS = [
+    "rivers",
+    "bees",
+    "tea",
+    "owls",
+    "maps",
+    "clocks",
+    "bread",
+    "chess",
+    "glaciers",
+    "violins",
+    "deserts",
+    "coral",
+]
 INPUTS = [f"Tell me one fact about {t}." for t in TOPICS]
 
 
@@ -33,7 +45,7 @@ def test_the_default_dtype_is_recorded_everywhere_a_model_version_is(shell, reco
     params = client().get_run(result.run_id).data.params
     assert (params["dtype"], params["device"]) == (result.dtype, result.device)
     assert (seen[-1]["dtype"], seen[-1]["device"]) == (result.dtype, result.device)
-    from llmops_magics.core.lineage import current_recorder
+    from llmops_magics.core.lineage.record import current_recorder
 
     (model,) = current_recorder().records[-1].derived()["models"]
     assert (model["dtype"], model["device"]) == (result.dtype, result.device)
@@ -50,8 +62,15 @@ def test_an_explicit_dtype_equal_to_the_default_is_the_same_engine():
 
 def test_transformers_honours_engine_args_per_side():
     """A dtype comparison on transformers runs two engines, not one fp32 engine twice."""
-    result = llmops_magics.shadow(INPUTS[:4], primary="default", candidate="default", backend="transformers",
-                                  candidate_engine_args={"dtype": "bfloat16"}, max_tokens=8, log=False)
+    result = llmops_magics.shadow(
+        INPUTS[:4],
+        primary="default",
+        candidate="default",
+        backend="transformers",
+        candidate_engine_args={"dtype": "bfloat16"},
+        max_tokens=8,
+        log=False,
+    )
     assert (result.params["primary_dtype"], result.params["candidate_dtype"]) == ("float32", "bfloat16")
     assert result.params["engine_plan"] != "shared"
     assert any("different dtypes" in n for n in result.notes)
@@ -63,7 +82,7 @@ def test_transformers_honours_engine_args_per_side():
 
 
 def test_lockfile_records_how_pinned_models_were_served(tmp_path):
-    from llmops_magics.core.model_registry import register_model
+    from llmops_magics.core.registry.models import register_model
 
     register_model("serving-lock", "default", alias="champion")
     llmops_magics.pin("model", "serving-lock@champion")
@@ -99,8 +118,9 @@ def test_llm_engines_lists_logs_and_stops(shell):
 
 
 def test_doctor_names_cpu_flags_and_the_dtype_it_would_choose():
-    out = subprocess.run([sys.executable, "-m", "llmops_magics.cli", "doctor"], capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "llmops_magics.cli", "doctor"], capture_output=True, text=True, timeout=120
+    )
     (line,) = [x for x in out.stdout.splitlines() if x.split()[1:2] == ["cpu"]]
     for flag in ("amx_bf16", "avx512_bf16", "avx512f", "avx2"):
         assert flag in line, "each flag is shown, present or marked absent with '-'"
@@ -126,8 +146,15 @@ def test_a_lora_candidate_served_merged_finds_what_lora_finds(lora_adapter):
 
 
 def test_auto_adapter_mode_falls_back_to_lora_when_a_second_engine_does_not_fit(lora_adapter):
-    result = llmops_magics.shadow(INPUTS[:2], primary="default", candidate=str(lora_adapter), max_tokens=4,
-                                  log=False, backend="vllm", memory_limit_gb=0.1)
+    result = llmops_magics.shadow(
+        INPUTS[:2],
+        primary="default",
+        candidate=str(lora_adapter),
+        max_tokens=4,
+        log=False,
+        backend="vllm",
+        memory_limit_gb=0.1,
+    )
     assert result.params["candidate_adapter_mode"] == "lora"
     assert "does not fit" in result.params["candidate_adapter_mode_reason"]
 
@@ -137,8 +164,9 @@ def test_merged_mode_refuses_what_cannot_merge(tmp_path, default_model_dir):
 
     bogus = tmp_path / "not-lora"
     bogus.mkdir()
-    (bogus / "adapter_config.json").write_text(json.dumps(
-        {"peft_type": "PREFIX_TUNING", "base_model_name_or_path": str(default_model_dir)}))
+    (bogus / "adapter_config.json").write_text(
+        json.dumps({"peft_type": "PREFIX_TUNING", "base_model_name_or_path": str(default_model_dir)})
+    )
     with pytest.raises(BadInput, match="not a LoRA adapter"):
         llmops_magics.shadow(["hi"], primary="default", candidate=str(bogus), adapter_mode="merged", log=False)
 

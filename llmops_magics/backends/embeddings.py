@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import threading
-from typing import Sequence
+from collections.abc import Sequence
 
 from ..errors import BackendUnavailable
 from .engine_logs import quiet_libraries
 
 _lock = threading.Lock()
-_cache: dict[tuple, "SentenceEmbedder"] = {}
+_cache: dict[tuple, SentenceEmbedder] = {}
 
 
 class SentenceEmbedder:
@@ -24,7 +24,9 @@ class SentenceEmbedder:
             self._model = SentenceTransformer(str(path), device=device or "cpu", local_files_only=True)
         self.path = str(path)
         # sentence-transformers 5.x renamed the method; older releases only have the old name.
-        dimension = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
+        dimension = (
+            getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
+        )
         self.dimension = int(dimension())
 
     def embed(self, texts: Sequence[str], *, batch_size: int = 64):
@@ -35,8 +37,11 @@ class SentenceEmbedder:
             return np.zeros((0, self.dimension), dtype=np.float32)
         with quiet_libraries():
             vectors = self._model.encode(
-                list(texts), batch_size=batch_size, normalize_embeddings=True,
-                convert_to_numpy=True, show_progress_bar=False,
+                list(texts),
+                batch_size=batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
             )
         return vectors.astype(np.float32, copy=False)
 

@@ -52,9 +52,7 @@ def route_engine_logs(log_file: Path, *, verbose: bool = False) -> None:
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"plain": {"format": _FORMAT}},
-        "handlers": {
-            "file": {"class": "logging.FileHandler", "filename": str(log_file), "formatter": "plain"}
-        },
+        "handlers": {"file": {"class": "logging.FileHandler", "filename": str(log_file), "formatter": "plain"}},
         "loggers": {"vllm": {"handlers": ["file"], "level": "INFO", "propagate": False}},
     }
     config_path = log_file.parent / "vllm-logging.json"
@@ -172,8 +170,11 @@ def engine_output(log_file: Path | None = None, *, verbose: bool = False):
         # After the descriptors move, an fd-backed sys.stderr would write into the log:
         # other threads and our own progress get streams on the saved descriptors.
         others = {
-            name: (stream if not _fd_backed(stream)
-                   else os.fdopen(os.dup(saved_fds[1 if name == "stdout" else 2]), "w", buffering=1))
+            name: (
+                stream
+                if not _fd_backed(stream)
+                else os.fdopen(os.dup(saved_fds[1 if name == "stdout" else 2]), "w", buffering=1)
+            )
             for name, stream in (("stdout", sys.stdout), ("stderr", sys.stderr))
         }
         old_streams = (sys.stdout, sys.stderr)

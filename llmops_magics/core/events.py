@@ -6,7 +6,7 @@ lineage out of core's import graph and costs nothing when nobody listens.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 _listeners: list[Callable[[str, dict], None]] = []
 

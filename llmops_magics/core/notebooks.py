@@ -7,8 +7,9 @@ from pathlib import Path
 from ..errors import LlmopsError
 
 
-def run_notebook(path: Path, output: Path, *, timeout: int = 1800, cwd: Path | None = None,
-                 kernel_log: Path | None = None):
+def run_notebook(
+    path: Path, output: Path, *, timeout: int = 1800, cwd: Path | None = None, kernel_log: Path | None = None
+):
     """Execute ``path`` on a fresh kernel, save the executed copy to ``output``.
 
     The kernel process's own console (its start-up warnings, e.g. "Kernel is running
@@ -21,7 +22,9 @@ def run_notebook(path: Path, output: Path, *, timeout: int = 1800, cwd: Path | N
 
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(
-        nb, timeout=timeout, kernel_name="python3",
+        nb,
+        timeout=timeout,
+        kernel_name="python3",
         resources={"metadata": {"path": str((cwd or Path.cwd()).resolve())}},
     )
     kernel_log = Path(kernel_log or output.with_suffix(".kernel.log"))

@@ -22,8 +22,17 @@ DTYPES = ("auto", "float32", "float", "bfloat16", "float16", "half")
 class OptionError(BadInput):
     """An option has a value we cannot use."""
 
-    def __init__(self, name: str, value, need: str, example: str, *, flag: str | None = None,
-                 flag_value: str | None = None, flag_example: str | None = None):
+    def __init__(
+        self,
+        name: str,
+        value,
+        need: str,
+        example: str,
+        *,
+        flag: str | None = None,
+        flag_value: str | None = None,
+        flag_example: str | None = None,
+    ):
         self.name, self.value, self.need, self.example = name, value, need, example
         self.flag = flag or "--" + name.replace("_", "-")
         self.flag_value = _typed(value) if flag_value is None else flag_value
@@ -84,8 +93,11 @@ class Rule:
                 number = float(value)
         except (TypeError, ValueError):
             raise bad() from None
-        if math.isnan(number) or (self.low is not None and number < self.low) or (
-                self.high is not None and number > self.high):
+        if (
+            math.isnan(number)
+            or (self.low is not None and number < self.low)
+            or (self.high is not None and number > self.high)
+        ):
             raise bad()
         return number
 
@@ -125,8 +137,11 @@ RULES: dict[str, Rule] = {
 
 # ``--threshold NAME=VALUE`` of %%shadow: each field of ``stats.Thresholds``.
 THRESHOLD_RULES: dict[str, Rule] = {
-    name: (_whole(example, low, flag=f"--threshold {name}=") if kind == "whole"
-           else _number(example, low, high, flag=f"--threshold {name}="))
+    name: (
+        _whole(example, low, flag=f"--threshold {name}=")
+        if kind == "whole"
+        else _number(example, low, high, flag=f"--threshold {name}=")
+    )
     for name, kind, example, low, high in (
         ("alpha", "number", 0.05, 0.0001, 0.5),
         ("max_differing_rate", "number", 0.1, 0, 1),
@@ -165,8 +180,13 @@ def check_thresholds(values: dict) -> dict:
     unknown = sorted(set(values) - set(THRESHOLD_RULES))
     if unknown:
         known = ", ".join(THRESHOLD_RULES)
-        raise OptionError(unknown[0], values[unknown[0]], f"is not a threshold: known are {known}",
-                          "0.1", flag=f"--threshold {unknown[0]}=")
+        raise OptionError(
+            unknown[0],
+            values[unknown[0]],
+            f"is not a threshold: known are {known}",
+            "0.1",
+            flag=f"--threshold {unknown[0]}=",
+        )
     return {name: THRESHOLD_RULES[name].coerce(name, v) for name, v in values.items()}
 
 
@@ -185,9 +205,15 @@ def check_engine_args(values: dict | None, what: str = "engine_args") -> dict:
             close = difflib.get_close_matches(name, sorted(known), n=3, cutoff=0.7)
             hint = f"did you mean {' or '.join(close)}?" if close else "see vLLM's engine arguments"
             suggestion = close[0] if close else "dtype"
-            raise OptionError(what, {name: value}, f"{name!r} is not a serving option of vLLM or transformers "
-                              f"({hint})", f"{{{suggestion!r}: ...}}", flag=flag,
-                              flag_value=f"{name}={_typed(value)}", flag_example=f"{suggestion}=...")
+            raise OptionError(
+                what,
+                {name: value},
+                f"{name!r} is not a serving option of vLLM or transformers ({hint})",
+                f"{{{suggestion!r}: ...}}",
+                flag=flag,
+                flag_value=f"{name}={_typed(value)}",
+                flag_example=f"{suggestion}=...",
+            )
         if name == "dtype":
             values[name] = Rule("choice", "float32", choices=DTYPES, flag=f"{flag} dtype=").coerce(name, value)
     return values

@@ -5,7 +5,7 @@ from __future__ import annotations
 from IPython.core.magic import Magics, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 
-from ..core.adapter_check import check_adapter
+from ..core.adapter.check import check_adapter
 from .args import parse_line
 from .edge import user_errors
 
@@ -32,9 +32,15 @@ class AdapterMagics(Magics):
         # A name in the namespace wins over a file of the same name: that is what was typed.
         probes = self.shell.user_ns.get(args.probes, args.probes) if args.probes else None
         report = check_adapter(
-            args.adapter, base=args.base, old_base=args.old_base, probes=probes,
-            max_lora_rank=args.max_lora_rank, backend=args.backend, behavior=not args.static_only,
-            max_new_tokens=args.max_new_tokens, log=not args.no_log,
+            args.adapter,
+            base=args.base,
+            old_base=args.old_base,
+            probes=probes,
+            max_lora_rank=args.max_lora_rank,
+            backend=args.backend,
+            behavior=not args.static_only,
+            max_new_tokens=args.max_new_tokens,
+            log=not args.no_log,
         )
         self.shell.user_ns["_adapter_report"] = report
         return report

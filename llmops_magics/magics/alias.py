@@ -8,7 +8,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 
-from ..core.aliases import alias_history, move_alias
+from ..core.registry.aliases import alias_history, move_alias
 from .args import Note, parse_line
 from .edge import user_errors
 
@@ -24,7 +24,7 @@ class AliasCommand:
     version: str | None = None
 
     @classmethod
-    def from_args(cls, args) -> "AliasCommand":
+    def from_args(cls, args) -> AliasCommand:
         if args.history:
             if args.version is not None:
                 raise UsageError("--history takes KIND NAME [ALIAS], e.g. %llm_alias --history prompt summarize")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from IPython.core.magic import Magics, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 
-from ..core.engine_list import engine_log, list_engines, stop_engine
+from ..core.generation.engine_list import engine_log, list_engines, stop_engine
 from ..core.options import check
 from ..errors import BadInput
 from .args import Note, parse_line

@@ -10,7 +10,7 @@ from typing import Literal
 from IPython.core.magic import Magics, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 
-from ..core.migration import STEPS, run_step
+from ..core.vectors.migration import STEPS, run_step
 from ..errors import BadInput
 from .args import parse_line
 from .edge import user_errors
@@ -63,11 +63,28 @@ class NoOptions:
 
 
 # Which options each subcommand takes: anything else is refused, not silently ignored.
-ALLOWED = {"plan": {"to"}, "start": {"to", "column"}, "backfill": {"batch", "max_batches"},
-           "index": {"min_rows"}, "shadow": {"queries", "k", "labels"}, "finish": {"yes"},
-           "cutover": set(), "rollback": set(), "status": set()}
-DEFAULTS = {"to": None, "column": None, "batch": None, "max_batches": None, "min_rows": None,
-            "queries": None, "k": None, "labels": None, "yes": False}
+ALLOWED = {
+    "plan": {"to"},
+    "start": {"to", "column"},
+    "backfill": {"batch", "max_batches"},
+    "index": {"min_rows"},
+    "shadow": {"queries", "k", "labels"},
+    "finish": {"yes"},
+    "cutover": set(),
+    "rollback": set(),
+    "status": set(),
+}
+DEFAULTS = {
+    "to": None,
+    "column": None,
+    "batch": None,
+    "max_batches": None,
+    "min_rows": None,
+    "queries": None,
+    "k": None,
+    "labels": None,
+    "yes": False,
+}
 
 
 def _load(ref: str, user_ns: dict, what: str):
@@ -85,8 +102,9 @@ def _load(ref: str, user_ns: dict, what: str):
 
 def parse_command(args, user_ns: dict):
     """argparse namespace -> one frozen dataclass per subcommand."""
-    extra = sorted(k for k, v in vars(args).items()
-                   if k in DEFAULTS and v not in (None, False) and k not in ALLOWED[args.step])
+    extra = sorted(
+        k for k, v in vars(args).items() if k in DEFAULTS and v not in (None, False) and k not in ALLOWED[args.step]
+    )
     if extra:
         raise BadInput(f"{args.step} takes no --{extra[0].replace('_', '-')}")
     if args.step in ("plan", "start") and not args.to:
@@ -104,7 +122,9 @@ def parse_command(args, user_ns: dict):
             raise BadInput("shadow needs --queries VAR|FILE (a list of query strings)")
         queries = _load(args.queries, user_ns, "queries")
         labels = _load(args.labels, user_ns, "labels") if args.labels else None
-        return Shadow(tuple([queries] if isinstance(queries, str) else queries), 10 if args.k is None else args.k, labels)
+        return Shadow(
+            tuple([queries] if isinstance(queries, str) else queries), 10 if args.k is None else args.k, labels
+        )
     if args.step == "finish":
         return Finish(bool(args.yes))
     return NoOptions(args.step)
@@ -115,10 +135,16 @@ class LanceMigrateMagics(Magics):
     """``%lance_migrate STEP TABLE [options]``."""
 
     @magic_arguments()
-    @argument("step", choices=list(STEPS), help="plan | start | backfill | index | shadow | cutover | rollback | finish | status")
+    @argument(
+        "step",
+        choices=list(STEPS),
+        help="plan | start | backfill | index | shadow | cutover | rollback | finish | status",
+    )
     @argument("table", help="LanceDB table name.")
     @argument("--db", default=None, help="LanceDB URI (default: <home>/lancedb).")
-    @argument("--to", default=None, help="plan/start: embedder ref (default-embedding, minilm-cls, smollm2-mean, a folder).")
+    @argument(
+        "--to", default=None, help="plan/start: embedder ref (default-embedding, minilm-cls, smollm2-mean, a folder)."
+    )
     @argument("--column", default=None, help="start: name of the new vector column.")
     @argument("--batch", default=None, help="backfill: rows per commit (default 256).")
     @argument("--max-batches", default=None, help="backfill: stop after this many batches.")

@@ -8,7 +8,7 @@ from typing import Literal
 from IPython.core.magic import Magics, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
-from ..core.lineage_views import export_openlineage, lineage_cell, lineage_sync, lineage_table
+from ..core.lineage.views import export_openlineage, lineage_cell, lineage_sync, lineage_table
 from ..errors import BadInput
 from .edge import user_errors
 
@@ -25,7 +25,7 @@ class LineageCommand:
     all_sessions: bool = False
 
     @classmethod
-    def parse(cls, args) -> "LineageCommand":
+    def parse(cls, args) -> LineageCommand:
         words = list(args.command)
         verb = words.pop(0) if words else "table"
         if verb == "cell" and len(words) == 1:

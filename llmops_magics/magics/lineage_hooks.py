@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 
-from ..core import lineage
+from ..core.lineage import record as lineage
 
 _hooks: dict = {}
 _warned = False
@@ -37,8 +37,10 @@ def install(shell, *, fsync: str | None = None) -> lineage.LineageRecorder | Non
         return None
     rec = lineage.start_recording(notebook=_notebook(shell), fsync=fsync)
     if rec.preload_error:
-        print(f"llmops: MLflow is not ready ({rec.preload_error}); cells still run and lineage waits "
-              "in the spool", file=sys.stderr)
+        print(
+            f"llmops: MLflow is not ready ({rec.preload_error}); cells still run and lineage waits in the spool",
+            file=sys.stderr,
+        )
     if _hooks:
         return rec
 

@@ -7,8 +7,8 @@ from IPython.core.magic_arguments import argument, magic_arguments
 from traitlets import Bool, Dict, Enum, Float, Unicode, default, observe
 
 from .. import config
-from ..core.llm import llm as run_llm
-from ..core.prompts import parse_variables
+from ..core.generation.llm import llm as run_llm
+from ..core.registry.prompts import parse_variables
 from .args import parse_line
 from .edge import user_errors
 
@@ -64,8 +64,17 @@ class LlmopsMagics(Magics):
     def _d_mlflow_timeout(self):
         return config.settings().mlflow_timeout_s
 
-    @observe("home", "tracking_uri", "backend", "endpoint", "default_model", "engine_args", "verbose", "ui_url",
-             "mlflow_timeout_s")
+    @observe(
+        "home",
+        "tracking_uri",
+        "backend",
+        "endpoint",
+        "default_model",
+        "engine_args",
+        "verbose",
+        "ui_url",
+        "mlflow_timeout_s",
+    )
     def _push_setting(self, change):
         # A rejected value (e.g. backend=openai without an endpoint) raises ConfigError here.
         config.configure(**{change["name"]: change["new"]})
@@ -79,7 +88,11 @@ class LlmopsMagics(Magics):
     @argument("--each-line", action="store_true", help="One prompt per non-empty line.")
     @argument("--backend", choices=list(config.BACKENDS), default=None, help="Override the backend.")
     @argument("--no-log", action="store_true", help="Do not record an MLflow run.")
-    @argument("--prompt", default=None, help="Prompt ref, e.g. summarize@production (pins apply); the cell fills its unset variable.")
+    @argument(
+        "--prompt",
+        default=None,
+        help="Prompt ref, e.g. summarize@production (pins apply); the cell fills its unset variable.",
+    )
     @argument("--var", action="append", default=[], help="Template variable NAME=VALUE (repeatable).")
     @cell_magic
     @user_errors
@@ -87,10 +100,17 @@ class LlmopsMagics(Magics):
         """Send the cell to a chat model; the result is shown and bound to ``_llm``."""
         args = parse_line(self.llm, line)
         result = run_llm(
-            cell, model=args.model, system=args.system, max_tokens=args.max_tokens,
-            temperature=args.temperature, seed=args.seed, each_line=args.each_line,
-            backend=args.backend, log=not args.no_log,
-            prompt=args.prompt, variables=parse_variables(args.var),
+            cell,
+            model=args.model,
+            system=args.system,
+            max_tokens=args.max_tokens,
+            temperature=args.temperature,
+            seed=args.seed,
+            each_line=args.each_line,
+            backend=args.backend,
+            log=not args.no_log,
+            prompt=args.prompt,
+            variables=parse_variables(args.var),
         )
         self.shell.user_ns["_llm"] = result
         return result

@@ -8,7 +8,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 
-from ..core.model_registry import list_models, register_model, show_model
+from ..core.registry.models import list_models, register_model, show_model
 from .args import parse_line
 from .edge import user_errors
 
@@ -28,13 +28,22 @@ class ModelCommand:
     message: str | None = None
 
     @classmethod
-    def from_args(cls, args) -> "ModelCommand":
+    def from_args(cls, args) -> ModelCommand:
         if args.action in ("register", "show") and not args.name:
             raise UsageError(f"%llm_model {args.action} needs a NAME, e.g. %llm_model {args.action} chat")
         if args.action == "register" and not args.base:
             raise UsageError("%llm_model register needs --base PATH_OR_DEFAULT (e.g. --base default)")
-        return cls(args.action, args.name, args.base, args.revision, args.adapter, tuple(args.param),
-                   args.alias, args.kind, args.message)
+        return cls(
+            args.action,
+            args.name,
+            args.base,
+            args.revision,
+            args.adapter,
+            tuple(args.param),
+            args.alias,
+            args.kind,
+            args.message,
+        )
 
 
 @magics_class
@@ -60,8 +69,15 @@ class ModelMagics(Magics):
             return list_models()
         if cmd.kind == "show":
             return show_model(cmd.name)
-        result = register_model(cmd.name, cmd.base, revision=cmd.revision, adapter=cmd.adapter,
-                                params=list(cmd.params), alias=cmd.alias, kind=cmd.model_kind,
-                                message=cmd.message)
+        result = register_model(
+            cmd.name,
+            cmd.base,
+            revision=cmd.revision,
+            adapter=cmd.adapter,
+            params=list(cmd.params),
+            alias=cmd.alias,
+            kind=cmd.model_kind,
+            message=cmd.message,
+        )
         self.shell.user_ns["_llm_model"] = result.model
         return result

@@ -8,7 +8,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 
-from ..core import pins as core_pins
+from ..core.registry import pins as core_pins
 from .args import Note, parse_line
 from .edge import user_errors
 
@@ -23,7 +23,7 @@ class PinCommand:
     path: str | None = None
 
     @classmethod
-    def from_args(cls, args) -> "PinCommand":
+    def from_args(cls, args) -> PinCommand:
         words = list(args.words)
         flags = [f for f in ("check", "save", "load", "clear", "unpin") if getattr(args, f) not in (None, False)]
         if len(flags) > 1:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from IPython.core.magic import Magics, cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 
-from ..core.prompts import register_prompt
+from ..core.registry.prompts import register_prompt
 from .args import parse_line
 from .edge import user_errors
 
@@ -18,8 +18,11 @@ class PromptMagics(Magics):
     @argument("name", help="Prompt name (letters, digits, '-', '_', '.').")
     @argument("-m", "--message", default=None, help="Commit message of the new version.")
     @argument("--alias", default=None, help="Move this alias to the resulting version.")
-    @argument("--response-format", default=None,
-              help="JSON schema of the expected output, or the name of a variable holding one.")
+    @argument(
+        "--response-format",
+        default=None,
+        help="JSON schema of the expected output, or the name of a variable holding one.",
+    )
     @cell_magic
     @user_errors
     def llm_prompt(self, line, cell):

@@ -8,7 +8,7 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 
 from .. import config
-from ..core.shadow import shadow as run_shadow
+from ..core.shadow.run import shadow as run_shadow
 from ..errors import BadInput
 from .args import parse_line
 from .edge import user_errors
@@ -23,7 +23,7 @@ def parse_options(text: str | None, what: str) -> dict:
         try:
             value = json.loads(text)
         except ValueError as e:
-            raise BadInput(f"{what} is not valid JSON ({e.msg}): e.g. '{{\"dtype\": \"bfloat16\"}}'") from None
+            raise BadInput(f'{what} is not valid JSON ({e.msg}): e.g. \'{{"dtype": "bfloat16"}}\'') from None
         if not isinstance(value, dict):
             raise BadInput(f"{what} must be a JSON object")
         return value
@@ -60,8 +60,11 @@ class ShadowMagics(Magics):
     @argument("--candidate-engine-args", default=None, help="Serving options of the candidate, e.g. dtype=bfloat16.")
     @argument("--engine-plan", default="auto", help="auto | together | one-at-a-time: two engines or one at a time.")
     @argument("--memory-limit-gb", default=None, help="Memory two engines may use together.")
-    @argument("--adapter-mode", default="auto",
-              help="auto | merged | lora: serve a LoRA side from a merged copy (base speed) or per request.")
+    @argument(
+        "--adapter-mode",
+        default="auto",
+        help="auto | merged | lora: serve a LoRA side from a merged copy (base speed) or per request.",
+    )
     @argument("--threshold", action="append", default=[], help="NAME=VALUE, e.g. max_differing_rate=0.1.")
     @argument("--backend", choices=list(config.BACKENDS), default=None, help="Override the backend.")
     @argument("--no-log", action="store_true", help="Do not record an MLflow run.")
@@ -71,13 +74,25 @@ class ShadowMagics(Magics):
         """Run both models over the inputs; show the verdict; bind ``_shadow``."""
         args = parse_line(self.shadow, line)
         result = run_shadow(
-            self._inputs(args.inputs, cell or ""), primary=args.primary, candidate=args.candidate,
-            prompt=args.prompt, n=args.n, sample_seed=args.sample_seed, max_tokens=args.max_tokens,
-            temperature=args.temperature, seed=args.seed, judge=args.judge, name=args.name,
-            system=args.system, engine_plan=args.engine_plan, memory_limit_gb=args.memory_limit_gb,
+            self._inputs(args.inputs, cell or ""),
+            primary=args.primary,
+            candidate=args.candidate,
+            prompt=args.prompt,
+            n=args.n,
+            sample_seed=args.sample_seed,
+            max_tokens=args.max_tokens,
+            temperature=args.temperature,
+            seed=args.seed,
+            judge=args.judge,
+            name=args.name,
+            system=args.system,
+            engine_plan=args.engine_plan,
+            memory_limit_gb=args.memory_limit_gb,
             primary_engine_args=parse_options(args.primary_engine_args, "--primary-engine-args"),
             candidate_engine_args=parse_options(args.candidate_engine_args, "--candidate-engine-args"),
-            backend=args.backend, log=not args.no_log, adapter_mode=args.adapter_mode,
+            backend=args.backend,
+            log=not args.no_log,
+            adapter_mode=args.adapter_mode,
             **parse_options(",".join(args.threshold), "--threshold"),
         )
         self.shell.user_ns["_shadow"] = result

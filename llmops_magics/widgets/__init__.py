@@ -26,8 +26,8 @@ def _actions(result, bundle):
 
 
 def register_views() -> None:
-    """Register ``review``, ``plot`` and the ShadowResult buttons with :mod:`llmops_magics.core.views`."""
-    from ..core.views import register_view
+    """Register ``review``, ``plot`` and the ShadowResult buttons with :mod:`llmops_magics.core.viewers`."""
+    from ..core.viewers import register_view
 
     register_view("review", _review)
     register_view("plot", _plot)

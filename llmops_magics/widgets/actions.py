@@ -24,8 +24,11 @@ class ShadowActions(W.VBox):
 
     def __init__(self, result, html: str):
         self.result = result
-        self.review_button = W.Button(description="Review", icon="check-square",
-                                      tooltip="blind A/B review of the outputs (verdicts saved to MLflow)")
+        self.review_button = W.Button(
+            description="Review",
+            icon="check-square",
+            tooltip="blind A/B review of the outputs (verdicts saved to MLflow)",
+        )
         self.plot_button = W.Button(description="Plot", icon="bar-chart", tooltip="charts of this comparison")
         self.out = W.Output()
         # html was built by ShadowResult with every string escaped.

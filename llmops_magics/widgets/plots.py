@@ -39,28 +39,54 @@ def _panel_traces(result, tally) -> dict[str, tuple[list, dict]]:
     rows = result.rows
     bins = dict(start=0.0, end=1.0001, size=0.05)
     similarity = [
-        go.Histogram(x=_col(rows, "edit_similarity"), name="edit similarity", xbins=bins, opacity=0.7,
-                     legendgroup="sim"),
-        go.Histogram(x=_col(rows, "embedding_similarity"), name="embedding similarity", xbins=bins,
-                     opacity=0.7, legendgroup="sim"),
+        go.Histogram(
+            x=_col(rows, "edit_similarity"), name="edit similarity", xbins=bins, opacity=0.7, legendgroup="sim"
+        ),
+        go.Histogram(
+            x=_col(rows, "embedding_similarity"),
+            name="embedding similarity",
+            xbins=bins,
+            opacity=0.7,
+            legendgroup="sim",
+        ),
     ]
-    length = [go.Histogram(x=_col(rows, "length_ratio"), name="length ratio", marker_color="#00a2a6",
-                           nbinsx=20)]
-    latency = [go.Box(y=_col(rows, f"{side}_latency_s"), name=f"{side} ({getattr(result, side)})",
-                      boxpoints="all", jitter=0.3, marker_color=SIDE_COLOURS[side])
-               for side in ("primary", "candidate")]
+    length = [go.Histogram(x=_col(rows, "length_ratio"), name="length ratio", marker_color="#00a2a6", nbinsx=20)]
+    latency = [
+        go.Box(
+            y=_col(rows, f"{side}_latency_s"),
+            name=f"{side} ({getattr(result, side)})",
+            boxpoints="all",
+            jitter=0.3,
+            marker_color=SIDE_COLOURS[side],
+        )
+        for side in ("primary", "candidate")
+    ]
     checks = list(result.checks)
     verdict_traces = []
     for verdict, colour in VERDICT_COLOURS.items():
         mine = [c for c in checks if c.verdict == verdict]
         if mine:
-            verdict_traces.append(go.Scatter(
-                x=[c.verdict for c in mine], y=[c.name for c in mine], mode="markers", name=verdict,
-                marker=dict(size=16, color=colour, symbol="square"),
-                hovertext=[c.reason for c in mine], hoverinfo="text+y"))
+            verdict_traces.append(
+                go.Scatter(
+                    x=[c.verdict for c in mine],
+                    y=[c.name for c in mine],
+                    mode="markers",
+                    name=verdict,
+                    marker=dict(size=16, color=colour, symbol="square"),
+                    hovertext=[c.reason for c in mine],
+                    hoverinfo="text+y",
+                )
+            )
     counts = [tally.candidate_wins, tally.primary_wins, tally.ties, tally.skips] if tally else [0, 0, 0, 0]
-    review = [go.Bar(x=list(TALLY_BARS), y=counts, name="review verdicts", text=counts,
-                     marker_color=[SIDE_COLOURS["candidate"], SIDE_COLOURS["primary"], "#9a9a9a", "#d0d0d0"])]
+    review = [
+        go.Bar(
+            x=list(TALLY_BARS),
+            y=counts,
+            name="review verdicts",
+            text=counts,
+            marker_color=[SIDE_COLOURS["candidate"], SIDE_COLOURS["primary"], "#9a9a9a", "#d0d0d0"],
+        )
+    ]
     return {
         "similarity": (similarity, {"x": "similarity (1 = same)", "y": "cases"}),
         "length_ratio": (length, {"x": "candidate / primary characters", "y": "cases"}),
@@ -97,22 +123,27 @@ class ShadowPlots:
         """Write every figure to one static HTML file (plotly.js inlined, opens offline)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        parts = [fig.to_html(full_html=False, include_plotlyjs=(i == 0))
-                 for i, fig in enumerate(self.figures.values())]
-        page = ("<!DOCTYPE html><html><head><meta charset='utf-8'>"
-                f"<title>{esc(self.title)}</title></head><body>"
-                f"<h2>{esc(self.title)}</h2>" + html_table(["measure", "value"], self.summary)
-                + "".join(parts) + "</body></html>")
+        parts = [fig.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, fig in enumerate(self.figures.values())]
+        page = (
+            "<!DOCTYPE html><html><head><meta charset='utf-8'>"
+            f"<title>{esc(self.title)}</title></head><body>"
+            f"<h2>{esc(self.title)}</h2>"
+            + html_table(["measure", "value"], self.summary)
+            + "".join(parts)
+            + "</body></html>"
+        )
         path.write_text(page, encoding="utf-8")
         return path
 
     def _repr_mimebundle_(self, include=None, exclude=None):
         fig = json.loads(self.dashboard.to_json())
         text = f"{self.title}\n" + text_table(["measure", "value"], self.summary)
-        html = (f"<div class='llmops-plots'><b>{esc(self.title)}</b>"
-                + html_table(["measure", "value"], self.summary)
-                + "<div style='opacity:.7'>interactive charts need the plotly renderer; "
-                  "plots.export_html(path) writes a static page</div></div>")
+        html = (
+            f"<div class='llmops-plots'><b>{esc(self.title)}</b>"
+            + html_table(["measure", "value"], self.summary)
+            + "<div style='opacity:.7'>interactive charts need the plotly renderer; "
+            "plots.export_html(path) writes a static page</div></div>"
+        )
         return {"application/vnd.plotly.v1+json": fig, "text/html": html, "text/plain": text}
 
 
@@ -127,7 +158,7 @@ def shadow_plots(result, *, review: bool = True, seed: int = 0) -> ShadowPlots:
     """
     tally = None
     if review:
-        from ..core.review import open_review
+        from ..core.review.session import open_review
 
         tally = open_review(result, seed=seed).tally()
     panels = _panel_traces(result, tally)
@@ -136,23 +167,39 @@ def shadow_plots(result, *, review: bool = True, seed: int = 0) -> ShadowPlots:
         traces, axes = panels[name]
         title = _review_title(tally) if name == "review" else TITLES[name]
         fig = go.Figure(traces)
-        fig.update_layout(title=title, xaxis_title=axes["x"], yaxis_title=axes["y"], barmode="overlay",
-                          template="plotly_white", height=360)
+        fig.update_layout(
+            title=title,
+            xaxis_title=axes["x"],
+            yaxis_title=axes["y"],
+            barmode="overlay",
+            template="plotly_white",
+            height=360,
+        )
         figures[name] = fig
     _length_band(figures["length_ratio"], result)
     figures["checks"].update_xaxes(categoryorder="array", categoryarray=list(VERDICT_COLOURS))
 
-    dash = make_subplots(rows=3, cols=2, subplot_titles=[TITLES[p] for p in PANELS],
-                         vertical_spacing=0.1, horizontal_spacing=0.12)
+    dash = make_subplots(
+        rows=3, cols=2, subplot_titles=[TITLES[p] for p in PANELS], vertical_spacing=0.1, horizontal_spacing=0.12
+    )
     for i, name in enumerate(PANELS):
         r, c = divmod(i, 2)
         for trace in panels[name][0]:
             dash.add_trace(trace, row=r + 1, col=c + 1)
-    dash.update_layout(title=f"shadow {result.name}: {result.label}", barmode="overlay",
-                       template="plotly_white", height=950, showlegend=True)
+    dash.update_layout(
+        title=f"shadow {result.name}: {result.label}",
+        barmode="overlay",
+        template="plotly_white",
+        height=950,
+        showlegend=True,
+    )
     title = f"shadow {result.name}: {result.primary} (primary) vs {result.candidate} (candidate)"
-    summary = [["verdict", result.label], ["cases", result.n_cases],
-               ["differing", len(result.differing_cases)], ["review", tally.text() if tally else "not read"]]
+    summary = [
+        ["verdict", result.label],
+        ["cases", result.n_cases],
+        ["differing", len(result.differing_cases)],
+        ["review", tally.text() if tally else "not read"],
+    ]
     return ShadowPlots(title, figures, dash, summary)
 
 
@@ -160,5 +207,12 @@ def _length_band(fig: go.Figure, result) -> None:
     margin = getattr(getattr(result, "thresholds", None), "length_ratio_margin", None)
     fig.add_vline(x=1.0, line_dash="dash", line_color="#444")
     if margin is not None:
-        fig.add_vrect(x0=1 - margin, x1=1 + margin, fillcolor="#1a7f37", opacity=0.08, line_width=0,
-                      annotation_text=f"1 ± {margin:g}", annotation_position="top left")
+        fig.add_vrect(
+            x0=1 - margin,
+            x1=1 + margin,
+            fillcolor="#1a7f37",
+            opacity=0.08,
+            line_width=0,
+            annotation_text=f"1 ± {margin:g}",
+            annotation_position="top left",
+        )

@@ -11,7 +11,7 @@ from pathlib import Path
 import anywidget
 import traitlets
 
-from ..core.review import ReviewSession, open_review
+from ..core.review.session import ReviewSession, open_review
 from ..errors import LlmopsError
 
 _HERE = Path(__file__).parent

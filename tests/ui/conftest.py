@@ -17,8 +17,10 @@ from lab_harness import CHROMIUM_ARGS, SCREENSHOTS, JupyterLab, LabPage, chromiu
 def chromium() -> str:
     path = chromium_path()
     if path is None:
-        pytest.skip("browser tests need Debian's chromium: sudo apt-get install -y chromium "
-                    "(scripts/setup-system.sh does it for `make test`)")
+        pytest.skip(
+            "browser tests need Debian's chromium: sudo apt-get install -y chromium "
+            "(scripts/setup-system.sh does it for `make test`)"
+        )
     return path
 
 
@@ -50,8 +52,7 @@ def browser(chromium, tmp_path_factory):
 
     # Chromium's crash reporter and caches follow HOME / XDG_*: keep them in tmp too.
     home = tmp_path_factory.mktemp("chromium-home")
-    env = dict(os.environ, HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"),
-               XDG_CACHE_HOME=str(home / ".cache"))
+    env = dict(os.environ, HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"), XDG_CACHE_HOME=str(home / ".cache"))
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS, env=env)
         yield b

@@ -58,8 +58,8 @@ def chromium_path() -> str | None:
 
 def empty_notebook(cells: list[dict] | None = None) -> dict:
     return {
-        "cells": cells or [{"cell_type": "code", "execution_count": None, "id": "c0",
-                            "metadata": {}, "outputs": [], "source": ""}],
+        "cells": cells
+        or [{"cell_type": "code", "execution_count": None, "id": "c0", "metadata": {}, "outputs": [], "source": ""}],
         "metadata": {
             "kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"},
             "language_info": {"name": "python"},
@@ -105,8 +105,10 @@ class JupyterLab:
         return f"{self.base_url}/{path.lstrip('/')}{sep}token={self.token}"
 
     def _env(self) -> dict:
-        dirs = {name: self.root / name for name in
-                ("home", "config", "data", "runtime", "ipython", "settings", "workspaces")}
+        dirs = {
+            name: self.root / name
+            for name in ("home", "config", "data", "runtime", "ipython", "settings", "workspaces")
+        }
         for d in dirs.values():
             d.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ)
@@ -129,20 +131,27 @@ class JupyterLab:
             path.write_text(json.dumps(values))
         return env
 
-    def start(self, timeout_s: float = 90) -> "JupyterLab":
+    def start(self, timeout_s: float = 90) -> JupyterLab:
         import requests
 
         self.work.mkdir(parents=True, exist_ok=True)
         cmd = [
-            sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root",
-            "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={self.port}",
-            "--ServerApp.port_retries=0", f"--IdentityProvider.token={self.token}",
+            sys.executable,
+            "-m",
+            "jupyterlab",
+            "--no-browser",
+            "--allow-root",
+            "--ServerApp.ip=127.0.0.1",
+            f"--ServerApp.port={self.port}",
+            "--ServerApp.port_retries=0",
+            f"--IdentityProvider.token={self.token}",
             f"--ServerApp.root_dir={self.work}",
             "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
         ]
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(cmd, env=self._env(), cwd=self.work, stdout=log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            cmd, env=self._env(), cwd=self.work, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         deadline = time.time() + timeout_s
         while time.time() < deadline:
             if self.proc.poll() is not None:
@@ -207,14 +216,14 @@ class LabPage:
         self.lab = lab
 
     # -- notebooks -------------------------------------------------------------------
-    def open(self, name: str, timeout_ms: float = 60_000) -> "LabPage":
+    def open(self, name: str, timeout_ms: float = 60_000) -> LabPage:
         """Open ``name`` in a fresh workspace and wait until its kernel is idle."""
         self.page.goto(self.lab.url(f"lab/tree/{name}?reset"))
         self.page.locator(".jp-NotebookPanel .jp-Cell").first.wait_for(timeout=timeout_ms)
         self.wait_idle(timeout_ms)
         return self
 
-    def new_notebook(self, name: str, nb: dict | None = None) -> "LabPage":
+    def new_notebook(self, name: str, nb: dict | None = None) -> LabPage:
         self.lab.write_notebook(name, nb)
         return self.open(name)
 

@@ -12,7 +12,6 @@ import copy
 
 import pytest
 
-
 MIME = "application/vnd.llmops.lineage+json"
 XSS = '<img src=x onerror="window.__llmopsXss=1">'
 RUN_ID = "3f2a1b2c9d8e7f6054a3b2c1d0e9f8a7"
@@ -22,17 +21,37 @@ pytestmark = pytest.mark.slow
 
 def bundle(**overrides) -> dict:
     b = {
-        "version": 1, "record_id": "rec-1", "session_id": "sess-1", "notebook": "render.ipynb",
-        "cell_id": None, "execution_count": 1, "status": "ok", "error_type": None,
-        "started": "2026-11-27T17:00:00.000+00:00", "duration_s": 1.25,
+        "version": 1,
+        "record_id": "rec-1",
+        "session_id": "sess-1",
+        "notebook": "render.ipynb",
+        "cell_id": None,
+        "execution_count": 1,
+        "status": "ok",
+        "error_type": None,
+        "started": "2026-11-27T17:00:00.000+00:00",
+        "duration_s": 1.25,
         "prompts": [{"name": "summarize", "version": "4", "digest": "sha256:0123456789abcdef0123"}],
         "models": [{"name": "chat", "version": "2", "digest": "sha256:feedfacecafebeef1234", "backend": "vllm"}],
         "runs": [{"run_id": RUN_ID, "experiment_id": "7", "kind": "llm"}],
-        "pins": [{"kind": "prompt", "name": "summarize", "version": "4", "alias": "production",
-                  "alias_now": "4", "digest": "sha256:0123456789abcdef0123", "drift": False, "message": None}],
-        "tokens": {"prompt": 31, "completion": 16}, "latency_s": 0.42,
+        "pins": [
+            {
+                "kind": "prompt",
+                "name": "summarize",
+                "version": "4",
+                "alias": "production",
+                "alias_now": "4",
+                "digest": "sha256:0123456789abcdef0123",
+                "drift": False,
+                "message": None,
+            }
+        ],
+        "tokens": {"prompt": 31, "completion": 16},
+        "latency_s": 0.42,
         "tables": [{"table": "docs", "version_before": 3, "version_after": 4, "step": "backfill"}],
-        "shadow": [], "adapter_checks": [], "events": [],
+        "shadow": [],
+        "adapter_checks": [],
+        "events": [],
         "summary": "prompt summarize/4 · model chat/2 · run 3f2a1b2c",
     }
     b.update(overrides)
@@ -41,10 +60,7 @@ def bundle(**overrides) -> dict:
 
 def show(b: dict) -> str:
     """A cell that displays a bundle the way the kernel's lineage hook does."""
-    return (
-        "from IPython.display import display\n"
-        f"display({{{MIME!r}: {b!r}, 'text/plain': 'lineage'}}, raw=True)"
-    )
+    return f"from IPython.display import display\ndisplay({{{MIME!r}: {b!r}, 'text/plain': 'lineage'}}, raw=True)"
 
 
 def open_panel(lab_page):
@@ -77,9 +93,12 @@ def test_bundle_shows_badges_keeps_metadata_and_comes_back_from_it(lab_page, jup
     assert saved["cells"][0]["metadata"]["llmops"]["models"][0]["name"] == "chat"
 
     # The alias moves: the next record carries the pin with drift.
-    moved = bundle(record_id="rec-2", execution_count=2, started="2026-11-27T17:01:00.000+00:00",
-                   pins=[dict(bundle()["pins"][0], alias_now="5", drift=True,
-                              message="production moved from 4 to 5")])
+    moved = bundle(
+        record_id="rec-2",
+        execution_count=2,
+        started="2026-11-27T17:01:00.000+00:00",
+        pins=[dict(bundle()["pins"][0], alias_now="5", drift=True, message="production moved from 4 to 5")],
+    )
     lab_page.run_cell(show(moved))
     panel = open_panel(lab_page)
     panel.locator(".jp-llmops-drift-banner").wait_for()
@@ -131,11 +150,23 @@ def test_bundle_shows_badges_keeps_metadata_and_comes_back_from_it(lab_page, jup
 def test_strings_from_the_kernel_render_as_text(lab_page):
     page = lab_page.page
     hostile = bundle(
-        status="error", error_type=XSS, summary=XSS,
+        status="error",
+        error_type=XSS,
+        summary=XSS,
         prompts=[{"name": XSS, "version": XSS, "digest": XSS}],
         models=[{"name": XSS, "version": "1", "digest": XSS, "backend": XSS}],
-        pins=[{"kind": "prompt", "name": XSS, "version": "1", "alias": XSS, "alias_now": "2",
-               "digest": XSS, "drift": True, "message": XSS}],
+        pins=[
+            {
+                "kind": "prompt",
+                "name": XSS,
+                "version": "1",
+                "alias": XSS,
+                "alias_now": "2",
+                "digest": XSS,
+                "drift": True,
+                "message": XSS,
+            }
+        ],
         shadow=[{"name": XSS, "verdict": XSS, "run_id": RUN_ID}],
         tables=[{"table": XSS, "version_before": 1, "version_after": 2, "step": XSS}],
         runs=[{"run_id": XSS, "experiment_id": XSS, "kind": XSS}],
@@ -178,8 +209,10 @@ def test_real_magics_badge_panel_drift_metadata_and_reopen(lab_page, jupyter_lab
     lab_page.run_cell("%%llm_prompt summarize -m first --alias production\nSummarize in one line: {{text}}")
     lab_page.run_cell("%%llm_prompt summarize -m second\nSummarize in five words: {{text}}")
     lab_page.run_cell("%llm_pin prompt summarize@production")
-    ask = ("%%llm --prompt summarize --model chat@champion --max-tokens 16\n"
-           "The cat sat on the mat all afternoon and then slept.")
+    ask = (
+        "%%llm --prompt summarize --model chat@champion --max-tokens 16\n"
+        "The cat sat on the mat all afternoon and then slept."
+    )
     cell = lab_page.run_cell(ask)
     llm_index = lab_page.cells.count() - 2
 

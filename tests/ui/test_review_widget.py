@@ -7,16 +7,17 @@ import re
 
 import pytest
 
-
 pytestmark = pytest.mark.slow
 
-XSS_ROWS = [{
-    "id": "x1",
-    "input": "<script>window.__rvXss = 2</script>",
-    "prompt": "<script>window.__rvXss = 2</script> question",
-    "primary_output": '<img src=x onerror="window.__rvXss = 1"> primary',
-    "candidate_output": "<script>window.__rvXss = 3</script> candidate",
-}]
+XSS_ROWS = [
+    {
+        "id": "x1",
+        "input": "<script>window.__rvXss = 2</script>",
+        "prompt": "<script>window.__rvXss = 2</script> question",
+        "primary_output": '<img src=x onerror="window.__rvXss = 1"> primary',
+        "candidate_output": "<script>window.__rvXss = 3</script> candidate",
+    }
+]
 
 
 def tally_text(widget) -> str:
@@ -31,7 +32,7 @@ def test_untrusted_outputs_render_as_text(lab_page):
     page = lab_page.page
     lab_page.new_notebook("xss.ipynb")
     cell = lab_page.run_cell(
-        "from llmops_magics.core.review import ReviewSession\n"
+        "from llmops_magics.core.review.session import ReviewSession\n"
         "from llmops_magics.widgets.review import ReviewWidget\n"
         f"ReviewWidget(ReviewSession({XSS_ROWS!r}, sync=False))"
     )

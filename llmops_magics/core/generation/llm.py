@@ -1,0 +1,286 @@
+"""``llm()``: send prompts to a chat model. The Python twin of ``%%llm``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from ...backends.base import GenerationRequest, GenerationResult, Sampling
+from ...config import Settings, settings
+from ...errors import BadInput, TrackingError
+from .. import events, options, tracking
+from ..display import esc, html_table, run_link, text_table, warnings_block
+from .engines import get_engine
+from .resolve import ResolvedModel, resolution_note, resolve_model
+
+
+@dataclass
+class LlmResult:
+    """Answers to one ``%%llm`` cell, with what produced them."""
+
+    prompts: list[str]
+    results: list[GenerationResult]
+    model: ResolvedModel
+    backend: str
+    backend_reason: str
+    sampling: Sampling
+    run_id: str | None = None
+    extra: dict = field(default_factory=dict)
+    # What the engine really ran with: {"backend", "dtype", "device"}.
+    serving: dict = field(default_factory=dict)
+    # What did not happen, in one line each (e.g. the MLflow run was kept for later).
+    warnings: list = field(default_factory=list)
+    run_key: str | None = None
+
+    @property
+    def dtype(self) -> str:
+        return self.serving.get("dtype", "")
+
+    @property
+    def device(self) -> str:
+        return self.serving.get("device", "")
+
+    @property
+    def answers(self) -> list[str]:
+        return [r.text for r in self.results]
+
+    @property
+    def answer(self) -> str:
+        """The first answer (the only one unless ``--each-line``)."""
+        return self.answers[0]
+
+    @property
+    def prompt_tokens(self) -> int:
+        return sum(r.prompt_tokens for r in self.results)
+
+    @property
+    def completion_tokens(self) -> int:
+        return sum(r.completion_tokens for r in self.results)
+
+    @property
+    def latency_s(self) -> float:
+        return max((r.latency_s for r in self.results), default=0.0)
+
+    def _summary(self) -> str:
+        run = f" · run {self.run_id[:8]}" if self.run_id else ""
+        serving = f" ({self.dtype}, {self.device})" if self.dtype else ""
+        return (
+            f"model {self.model.label} · backend {self.backend}{serving} · tokens {self.prompt_tokens} in / "
+            f"{self.completion_tokens} out · {self.latency_s:.2f} s{run}"
+        )
+
+    def __str__(self) -> str:
+        return "\n".join(self.answers)
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        if len(self.results) == 1:
+            text = f"{self.answer}\n\n{self._summary()}"
+            body = f"<div style='white-space:pre-wrap'>{esc(self.answer)}</div>"
+        else:
+            rows = [[p, r.text, r.completion_tokens] for p, r in zip(self.prompts, self.results)]
+            text = text_table(["prompt", "answer", "tokens"], rows) + f"\n\n{self._summary()}"
+            body = html_table(["prompt", "answer", "tokens"], rows)
+        link_text, link_html = run_link(self.run_id)
+        warn_text, warn_html = warnings_block(self.warnings)
+        html = (
+            f"<div class='llmops-llm'>{body}<div style='opacity:.7;font-size:85%'>{esc(self._summary())}</div>"
+            f"{link_html}{warn_html}</div>"
+        )
+        return {"text/plain": text + link_text + warn_text, "text/html": html}
+
+    def to_pandas(self):
+        import pandas as pd
+
+        return pd.DataFrame(
+            {
+                "prompt": self.prompts,
+                "answer": self.answers,
+                "prompt_tokens": [r.prompt_tokens for r in self.results],
+                "completion_tokens": [r.completion_tokens for r in self.results],
+                "finish_reason": [r.finish_reason for r in self.results],
+                "latency_s": [r.latency_s for r in self.results],
+            }
+        )
+
+
+def split_prompts(body: str, each_line: bool) -> list[str]:
+    """One prompt, or one per non-empty line."""
+    if each_line:
+        prompts = [line.strip() for line in body.splitlines() if line.strip()]
+    else:
+        prompts = [body.strip()] if body.strip() else []
+    if not prompts:
+        raise BadInput("the cell is empty: write the prompt below the %%llm line")
+    return prompts
+
+
+@tracking.bounded_command
+def llm(
+    prompts: str | Sequence[str] | None = None,
+    *,
+    model: str | None = None,
+    prompt=None,
+    variables: dict | None = None,
+    system: str | None = None,
+    max_tokens: int = 128,
+    temperature: float = 0.0,
+    seed: int = 0,
+    each_line: bool = False,
+    backend: str | None = None,
+    log: bool = True,
+    cfg: Settings | None = None,
+) -> LlmResult:
+    """Send one prompt (or several) to a chat model.
+
+    Parameters
+    ----------
+    prompts : str or list of str
+        A prompt, a list of prompts, or with ``each_line`` one prompt per line.
+    model : str, optional
+        A model ref; the configured default model when omitted.
+    prompt : str or PromptRef, optional
+        A registered prompt (``summarize``, ``summarize@production``; pins apply). Its
+        template is filled from ``variables``; each of ``prompts`` fills the one variable
+        left unset. The run is linked to the prompt version.
+    variables : dict, optional
+        Template variables for ``prompt``.
+    system : str, optional
+        A system message put before each prompt.
+    max_tokens, temperature, seed
+        Sampling; ``temperature=0`` is greedy and deterministic per backend.
+    backend : str, optional
+        Override ``Settings.backend`` for this call.
+    log : bool
+        Record the generation as an MLflow run (default True).
+
+    Returns
+    -------
+    LlmResult
+        With ``warnings`` saying what did not happen (an MLflow run that had to be
+        kept for later); the answers are there whatever MLflow did.
+    """
+    cfg = cfg or settings()
+    sampling = options.sampling(max_tokens, temperature, seed)
+    template = None
+    if prompt is not None:
+        from ..registry.prompts import prompt_requests, resolve_prompt
+
+        template = resolve_prompt(prompt, cfg)
+        prompts, message_sets = prompt_requests(template, variables, prompts, each_line, system)
+    else:
+        if variables:
+            raise BadInput("--var fills a registered prompt's variables: give --prompt NAME too")
+        if isinstance(prompts, str):
+            prompts = split_prompts(prompts, each_line)
+        prompts = list(prompts or [])
+        if not prompts:
+            raise BadInput("no prompt given")
+        message_sets = [_messages(p, system) for p in prompts]
+    resolved = resolve_model(model, cfg=cfg)
+    if resolved.kind != "chat":
+        raise BadInput(f"{resolved.label} is an embedding model: %%llm needs a chat model")
+    engine = get_engine(resolved.base_path, cfg, backend=backend, label=resolved.label)
+    requests = [GenerationRequest(m, sampling, resolved.adapter) for m in message_sets]
+    progress = f"generating with {resolved.label}" if len(requests) > 1 else None
+    started = time.time()
+    results = engine.generator.generate(requests, progress=progress)
+    result = LlmResult(
+        prompts, results, resolved, engine.backend, engine.choice.reason, sampling, serving=engine.serving()
+    )
+    if template is not None:
+        result.extra["prompt"] = template
+    if log:
+        try:
+            result.run_id = _log(result, system, cfg, started, time.time())
+        except TrackingError as e:  # the answers stand; the run waits in the home
+            result.warnings.append(str(e))
+            result.run_key = getattr(e, "key", None)
+    result.warnings += [
+        n
+        for n in (
+            resolution_note(model or resolved.ref, resolved),
+            resolution_note(prompt, template) if template is not None else None,
+        )
+        if n
+    ]
+    events.emit(
+        "generation",
+        {
+            "model": resolved.label,
+            "model_ref": resolved.ref,
+            "backend": engine.backend,
+            "dtype": engine.dtype,
+            "device": engine.device,
+            "requests": len(requests),
+            "prompt_tokens": result.prompt_tokens,
+            "completion_tokens": result.completion_tokens,
+            "run_id": result.run_id,
+            "run_key": result.run_key,
+            "experiment_id": tracking.experiment_of(result.run_id),
+            "latency_s": result.latency_s,
+            "model_digest": resolved.digest,
+            "prompt": (
+                {"name": template.name, "version": template.version, "digest": template.digest}
+                if template is not None
+                else None
+            ),
+        },
+    )
+    return result
+
+
+def _messages(prompt: str, system: str | None) -> tuple[dict, ...]:
+    messages = []
+    if system:
+        messages.append({"role": "system", "content": system})
+    messages.append({"role": "user", "content": prompt})
+    return tuple(messages)
+
+
+def _log(result: LlmResult, system: str | None, cfg: Settings, started: float, ended: float) -> str:
+    s = result.sampling
+    total_latency = result.latency_s or 1e-9
+    return tracking.log_run(
+        run_name=f"llm {result.model.label}",
+        tags={
+            "llmops.kind": "generation",
+            "llmops.model": result.model.label,
+            "llmops.backend": result.backend,
+            **_prompt_tags(result.extra.get("prompt")),
+        },
+        params={
+            "model_ref": result.model.ref,
+            "model_path": result.model.base_path,
+            "adapter": result.model.adapter.path if result.model.adapter else "",
+            "backend": result.backend,
+            "dtype": result.dtype,
+            "device": result.device,
+            "max_tokens": s.max_tokens,
+            "temperature": s.temperature,
+            "seed": s.seed,
+            "system": system or "",
+            "n_prompts": len(result.prompts),
+            **({"prompt": result.extra["prompt"].label} if "prompt" in result.extra else {}),
+        },
+        metrics={
+            "prompt_tokens": result.prompt_tokens,
+            "completion_tokens": result.completion_tokens,
+            "latency_s": result.latency_s,
+            "tokens_per_s": result.completion_tokens / total_latency,
+        },
+        tables={"generations.json": {"prompt": result.prompts, "answer": result.answers}},
+        cfg=cfg,
+        start_time=started,
+        end_time=ended,
+    )
+
+
+def _prompt_tags(template) -> dict:
+    if template is None:
+        return {}
+    return {
+        "llmops.prompt": template.label,
+        "llmops.prompt_digest": template.digest,
+        **tracking.prompt_link_tags(template.name, template.version),
+    }
