@@ -113,9 +113,9 @@ def record_events():
     def start(kind: str) -> list:
         seen = []
 
-        def listen(k, payload):
-            if k == kind:
-                seen.append(payload)
+        def listen(event):
+            if event.kind == kind:
+                seen.append(event.payload())
 
         events.subscribe(listen)
         listeners.append(listen)

@@ -36,7 +36,7 @@ def test_small_base_update_is_compatible_and_logged(family, tmp_path):
     from llmops_magics.core.tracking import client
 
     seen = []
-    listener = lambda kind, payload: seen.append((kind, payload))  # noqa: E731
+    listener = lambda event: seen.append((event.kind, event.payload()))  # noqa: E731
     events.subscribe(listener)
     try:
         report = check_adapter(str(family["ad"]), base=str(family["update"]), probes=PROBES, max_new_tokens=8)

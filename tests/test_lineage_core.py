@@ -83,7 +83,7 @@ def test_spool_rejects_an_unknown_fsync_mode(tmp_path):
 def _record(rec: lineage.LineageRecorder, source: str, count: int, error=None, evs=()):
     rec.begin_cell(source, cell_id=f"cell-{count}")
     for kind, payload in evs:
-        events.emit(kind, payload)
+        events.emit(events.EVENTS[kind](**payload))
     return rec.end_cell(count, error)
 
 

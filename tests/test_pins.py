@@ -104,7 +104,7 @@ def test_lockfile_round_trip_and_mismatch(shell, store, uniq, tmp_path, monkeypa
 
 def test_events_tell_lineage_what_happened(sqlite_store, uniq):
     seen = []
-    listener = lambda kind, payload: seen.append((kind, payload))  # noqa: E731
+    listener = lambda event: seen.append((event.kind, event.payload()))  # noqa: E731
     events.subscribe(listener)
     try:
         name = uniq("evt")

@@ -132,15 +132,14 @@ def check_adapter(
             report.warnings.append(str(e))
             report.run_key = getattr(e, "key", None)
     events.emit(
-        "adapter_check",
-        {
-            "adapter": adapter,
-            "base": base,
-            "verdict": report.verdict,
-            "run_id": report.run_id,
-            "run_key": report.run_key,
-            "findings": len(report.findings),
-        },
+        events.AdapterChecked(
+            adapter=adapter,
+            base=base,
+            verdict=report.verdict,
+            run_id=report.run_id,
+            run_key=report.run_key,
+            findings=len(report.findings),
+        )
     )
     return report
 

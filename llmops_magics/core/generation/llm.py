@@ -205,27 +205,26 @@ def llm(
         if n
     ]
     events.emit(
-        "generation",
-        {
-            "model": resolved.label,
-            "model_ref": resolved.ref,
-            "backend": engine.backend,
-            "dtype": engine.dtype,
-            "device": engine.device,
-            "requests": len(requests),
-            "prompt_tokens": result.prompt_tokens,
-            "completion_tokens": result.completion_tokens,
-            "run_id": result.run_id,
-            "run_key": result.run_key,
-            "experiment_id": tracking.experiment_of(result.run_id),
-            "latency_s": result.latency_s,
-            "model_digest": resolved.digest,
-            "prompt": (
+        events.Generation(
+            model=resolved.label,
+            model_ref=resolved.ref,
+            backend=engine.backend,
+            dtype=engine.dtype,
+            device=engine.device,
+            requests=len(requests),
+            prompt_tokens=result.prompt_tokens,
+            completion_tokens=result.completion_tokens,
+            run_id=result.run_id,
+            run_key=result.run_key,
+            experiment_id=tracking.experiment_of(result.run_id),
+            latency_s=result.latency_s,
+            model_digest=resolved.digest,
+            prompt=(
                 {"name": template.name, "version": template.version, "digest": template.digest}
                 if template is not None
                 else None
             ),
-        },
+        )
     )
     return result
 

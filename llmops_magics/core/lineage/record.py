@@ -248,9 +248,9 @@ class LineageRecorder:
         }
         self._orphans = []
 
-    def _on_event(self, kind: str, payload: dict) -> None:
+    def _on_event(self, event: events.Event) -> None:
         target = self._cell["events"] if self._cell is not None else self._orphans
-        target.append({"kind": kind, **payload})
+        target.append(event.to_record())
 
     def end_cell(self, execution_count: int | None, error: BaseException | None = None) -> LineageRecord | None:
         """Close the cell: build its record, redact it, append it to the spool.

@@ -149,7 +149,7 @@ def move_alias(kind: str, name: str, alias: str, version: int, *, cfg: Settings 
         else:
             c.set_registered_model_alias(name, alias, str(version))
             c.set_registered_model_tag(name, key, value)
-    events.emit("alias", {"kind": kind, "name": name, "alias": alias, "from": before, "to": version, "user": move.user})
+    events.emit(events.AliasMoved(registry=kind, name=name, alias=alias, from_=before, to=version, user=move.user))
     return move
 
 

@@ -392,15 +392,14 @@ def register_model(
     else:
         model, created = _create_version(name, manifest, digest, message, cfg), True
         events.emit(
-            "model_registered",
-            {
-                "name": name,
-                "version": model.version,
-                "kind": kind,
-                "digest": digest,
-                "base_digest": base_digest,
-                "adapter_digest": adapter_digest,
-            },
+            events.ModelRegistered(
+                name=name,
+                version=model.version,
+                model_kind=kind,
+                digest=digest,
+                base_digest=base_digest,
+                adapter_digest=adapter_digest,
+            )
         )
     if alias is not None:
         from .aliases import move_alias

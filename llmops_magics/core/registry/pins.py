@@ -264,9 +264,7 @@ def pin(kind: str | None, ref: str, *, cfg: Settings | None = None) -> PinSet:
         raise BadInput(f"say what {ref!r} is: %llm_pin prompt {ref} or %llm_pin model {ref}")
     found = _find(kind, parsed, cfg)
     new = _make_pin(kind, found, parsed.alias, cfg)
-    events.emit(
-        "pin", {"kind": kind, "name": new.name, "version": new.version, "alias": new.alias, "digest": new.digest}
-    )
+    events.emit(events.Pinned(registry=kind, name=new.name, version=new.version, alias=new.alias, digest=new.digest))
     return _set(pins().with_pin(new))
 
 
@@ -292,7 +290,7 @@ def check_pins(*, cfg: Settings | None = None) -> PinSet:
     drifted = refreshed.drift()
     # Announce the check even when it fails, so the cell's lineage (and the lab panel)
     # shows the drift it found.
-    events.emit("pin_check", {"pins": len(refreshed), "drift": [f"{p.kind} {p.label}" for p in drifted]})
+    events.emit(events.PinsChecked(pins=len(refreshed), drift=[f"{p.kind} {p.label}" for p in drifted]))
     if drifted:
         raise PinDrift("; ".join(f"{p.kind} {p.label}: {'; '.join(p.messages())}" for p in drifted))
     return refreshed
@@ -413,15 +411,9 @@ def load_lock(path: str | Path | None = None, *, cfg: Settings | None = None) ->
         new = new.with_pin(p)
     for p in new.pins:
         events.emit(
-            "pin",
-            {
-                "kind": p.kind,
-                "name": p.name,
-                "version": p.version,
-                "alias": p.alias,
-                "digest": p.digest,
-                "source": str(path),
-            },
+            events.Pinned(
+                registry=p.kind, name=p.name, version=p.version, alias=p.alias, digest=p.digest, source=str(path)
+            )
         )
     global _lockfile
     _lockfile = path
@@ -433,15 +425,15 @@ def pin_context() -> list[dict]:
     return [p.as_context() for p in pins().pins]
 
 
-def _follow_alias_moves(kind: str, payload: dict) -> None:
+def _follow_alias_moves(event: events.Event) -> None:
     """A move made from this process updates the pins at once (no registry call)."""
-    if kind != "alias":
+    if not isinstance(event, events.AliasMoved):
         return
     current = pins()
     updated = current
     for p in current.pins:
-        if (p.kind, p.name, p.alias) == (payload.get("kind"), payload.get("name"), payload.get("alias")):
-            updated = updated.with_pin(replace(p, alias_now=payload.get("to")))
+        if (p.kind, p.name, p.alias) == (event.registry, event.name, event.alias):
+            updated = updated.with_pin(replace(p, alias_now=event.to))
     if updated is not current:
         _set(updated)
 

@@ -412,7 +412,7 @@ def register_prompt(
                 name, template, description=message, tags={"llmops.digest": digest}, response_format=response_format
             )
         prompt = load_version(name, int(pv.version), cfg)
-        events.emit("prompt_registered", {"name": name, "version": prompt.version, "digest": prompt.digest})
+        events.emit(events.PromptRegistered(name=name, version=prompt.version, digest=prompt.digest))
     moved = None
     if alias is not None:
         from .aliases import move_alias

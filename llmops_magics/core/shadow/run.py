@@ -678,22 +678,21 @@ def shadow(
         if n
     ]
     events.emit(
-        "shadow",
-        {
-            "name": name,
-            "verdict": result.label,
-            "run_id": result.run_id,
-            "run_key": result.run_key,
-            "primary": side_p.model.ref,
-            "candidate": side_c.model.ref,
-            "n_cases": len(cases),
-            "primary_label": result.primary,
-            "candidate_label": result.candidate,
-            "prompt": params["prompt"],
-            "differing_cases": len(result.differing_cases),
-            "engine_plan": plan,
-            "serving": result.serving,
-        },
+        events.ShadowRan(
+            name=name,
+            verdict=result.label,
+            run_id=result.run_id,
+            run_key=result.run_key,
+            primary=side_p.model.ref,
+            candidate=side_c.model.ref,
+            n_cases=len(cases),
+            primary_label=result.primary,
+            candidate_label=result.candidate,
+            prompt=params["prompt"],
+            differing_cases=len(result.differing_cases),
+            engine_plan=plan,
+            serving=result.serving,
+        )
     )
     return result
 

@@ -227,16 +227,15 @@ class Migration:
                 result.warnings.append(str(e))
                 result.run_key = getattr(e, "key", None)
         events.emit(
-            "migration_step",
-            {
-                "table": self.name,
-                "uri": str(self.db.uri),
-                "step": step,
-                "version_before": before,
-                "version_after": after,
-                "run_id": result.run_id,
-                "run_key": result.run_key,
-            },
+            events.MigrationStep(
+                table=self.name,
+                uri=str(self.db.uri),
+                step=step,
+                version_before=before,
+                version_after=after,
+                run_id=result.run_id,
+                run_key=result.run_key,
+            )
         )
         return result
 
@@ -683,14 +682,9 @@ class Migration:
         before = t.version
         added = lance.insert_new(t, key, _as_table(t, items, vectors))
         events.emit(
-            "lance_write",
-            {
-                "table": self.name,
-                "uri": str(self.db.uri),
-                "version_before": before,
-                "version_after": t.version,
-                "rows": added,
-            },
+            events.TableWritten(
+                table=self.name, uri=str(self.db.uri), version_before=before, version_after=t.version, rows=added
+            )
         )
         if added < len(items):
             raise BadInput(

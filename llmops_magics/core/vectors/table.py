@@ -227,7 +227,7 @@ def create_index(
     ]
     arrow = arrow.cast(pa.schema(fields))
     t = conn.create_table(table, arrow, mode=mode)
-    events.emit("lance_write", {"table": table, "uri": str(conn.uri), "version_after": t.version, "rows": len(rows)})
+    events.emit(events.TableWritten(table=table, uri=str(conn.uri), version_after=t.version, rows=len(rows)))
     return IndexResult(table, str(conn.uri), len(rows), column, emb.spec, t.version)
 
 
