@@ -39,7 +39,7 @@ def measure(work: Path) -> None:
     from llmops_magics.backends import files
     from llmops_magics.backends.default_models import chat_model_dir
     from llmops_magics.core.generation.resolve import resolve_model
-    from llmops_magics.core.registry.prompts import register_prompt, resolve_prompt
+    from llmops_magics.core.registry import register_prompt, resolve_prompt
 
     llmops_magics.config.reset()
     src = chat_model_dir(llmops_magics.settings().model_cache)

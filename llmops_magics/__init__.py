@@ -5,8 +5,6 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from .config import configure, settings
 from .core.adapter.check import check_adapter
 from .core.adapter.report import AdapterReport
@@ -16,13 +14,15 @@ from .core.lineage.views import export_openlineage, lineage_cell, lineage_sync, 
 from .core.registry.aliases import alias_history, move_alias
 from .core.registry.models import ModelRef, list_models, register_model
 from .core.registry.pins import PinSet, check_pins, clear_pins, load_lock, pin, pins, save_lock, unpin
-from .core.registry.prompts import PromptRef, register_prompt, resolve_prompt
+from .core.registry.prompts import PromptRef, register_prompt
+from .core.registry.resolve import resolve_prompt
 from .core.review.session import ReviewSession, open_review
 from .core.shadow.result import ShadowResult
 from .core.shadow.run import shadow
 from .core.vectors.migration import Migration, migration
 from .core.vectors.table import create_index, describe_table, search
 from .errors import LlmopsError
+from .version import __version__
 from .widgets import register_views as _register_views
 
 _register_views()  # core finds the review/plot views by name, never by import

@@ -13,6 +13,7 @@ from .errors import LlmopsError
 
 def cmd_prepare(args) -> int:
     """Convert the default chat model once and check the embedder is present."""
+    # deferred: each command loads only its own stack (torch, nbclient, mlflow), so --help is instant
     from .backends.default_models import chat_model_dir, embedding_model_dir
 
     cfg = config.settings()
@@ -23,6 +24,7 @@ def cmd_prepare(args) -> int:
 
 def cmd_demo(args) -> int:
     """Run notebooks/quickstart.ipynb headless and print what each step produced."""
+    # deferred: nbclient and a kernel's stack, needed by this command only
     from .core.notebooks import run_notebook, summarize
 
     cmd_prepare(args)
@@ -46,6 +48,7 @@ def cmd_demo(args) -> int:
 
 def cmd_doctor(args) -> int:
     """One line per component with a fix where something is missing."""
+    # deferred: the checks import mlflow and vLLM's metadata
     from .core.doctor import run_checks
 
     failed = 0
@@ -106,6 +109,7 @@ def cmd_lab(args) -> int:
 
 def cmd_reference(args) -> int:
     """Write (or check) docs/magics.md from the magics' parsers."""
+    # deferred: IPython, for this command only
     from .magics.reference import magics_reference
 
     text = magics_reference()

@@ -50,7 +50,8 @@ def default_model_dir() -> Path:
     return chat_model_dir(settings().model_cache, progress=False)
 
 
-from shell_testing import TestingShell  # noqa: E402  (tests/ is on sys.path)
+from servers import MlflowServer  # noqa: E402  (tests/ is on sys.path)
+from shell_testing import TestingShell  # noqa: E402
 
 
 @pytest.fixture
@@ -95,9 +96,6 @@ def lora_adapter(tmp_path_factory, default_model_dir) -> Path:
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory):
     """A real `mlflow server` process on loopback (sqlite store, served artifacts)."""
-    sys.path.insert(0, str(Path(__file__).parent))
-    from servers import MlflowServer
-
     server = MlflowServer(tmp_path_factory.mktemp("mlflow-server")).start()
     yield server
     server.stop()

@@ -1,41 +1,255 @@
-"""Real processes for tests: an `mlflow server` on loopback that can be stopped, frozen
-and restarted on the same port and store (for outage tests), a proxy in front of it that
-can fall silent or cut off midway, and a real Jupyter kernel driven cell by cell."""
+"""Real processes for tests.
+
+- :class:`ServerProcess`: the one way a test starts a long-running server: a free port,
+  its own process group, its output in a log file, a bounded wait until a URL answers
+  (the end of the log in the error when it does not), and a stop that leaves no child.
+- :class:`MlflowServer`: an ``mlflow server`` on loopback that can be stopped, frozen and
+  restarted on the same port and store (for outage tests).
+- :class:`CutOffProxy`: a proxy in front of a server that can fall silent or cut off midway.
+- :class:`Kernel`: a real Jupyter kernel driven cell by cell.
+
+The JupyterLab server of the browser tests (``ui/lab_harness.py``) and the ``vllm serve``
+of ``test_backends.py`` are :class:`ServerProcess` too.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import http.client
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable, Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import urlparse
+
+import psutil
+import requests
 
 
 def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-class MlflowServer:
-    """``mlflow server`` with a sqlite store and served artifacts under ``root``."""
+class ServerDidNotStart(RuntimeError):
+    """The server exited or stayed silent while starting; the message ends with its log."""
 
-    def __init__(self, root: Path, port: int | None = None):
-        self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
+
+class ServerProcess:
+    """A server process owned by a test, on ``127.0.0.1:port``.
+
+    The process leads a new session, so signals reach its whole process group (workers,
+    engine processes) and never the test runner. Its stdout and stderr are appended to
+    ``log_path``, which survives restarts on the same port.
+
+    Parameters
+    ----------
+    name : str
+        How errors name it (``"mlflow server"``).
+    log_path : Path
+        The file its output is appended to.
+    port : int, optional
+        The port the command will listen on; a free one when not given. It stays the
+        same across :meth:`stop` and :meth:`start`.
+
+    Examples
+    --------
+    >>> srv = ServerProcess("http.server", tmp_path / "http.log")
+    >>> srv = srv.start([sys.executable, "-m", "http.server", str(srv.port)], ready_url=srv.base_url)
+    >>> srv.stop()
+    """
+
+    def __init__(self, name: str, log_path: Path, *, port: int | None = None):
+        self.name = name
+        self.log_path = Path(log_path)
         self.port = port or free_port()
         self.proc: subprocess.Popen | None = None
 
     @property
-    def uri(self) -> str:
+    def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout_s: float = 120) -> MlflowServer:
-        import requests
+    @property
+    def running(self) -> bool:
+        """True from :meth:`start` until the process exits (a frozen one is running)."""
+        return self.proc is not None and self.proc.poll() is None
 
+    def start(
+        self,
+        cmd: Sequence[str],
+        *,
+        ready_url: str,
+        env: dict | None = None,
+        cwd: Path | None = None,
+        timeout_s: float = 120,
+        poll_s: float = 0.5,
+    ) -> ServerProcess:
+        """Run ``cmd`` and wait until ``ready_url`` answers 200.
+
+        Parameters
+        ----------
+        cmd : sequence of str
+            The command; it must listen on :attr:`port`.
+        ready_url : str
+            Polled with GET until it answers 200.
+        env, cwd : optional
+            The process's environment (default: this one) and working directory.
+        timeout_s : float
+            How long it may take to answer.
+        poll_s : float
+            The pause between two polls.
+
+        Returns
+        -------
+        ServerProcess
+            ``self``, answering.
+
+        Raises
+        ------
+        ServerDidNotStart
+            It exited, or did not answer in ``timeout_s``; it is stopped and the message
+            ends with the tail of its log.
+        """
+        if self.running:
+            raise RuntimeError(f"{self.name} is already running (pid {self.proc.pid})")
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:  # the child keeps its own descriptor
+            self.proc = subprocess.Popen(
+                list(cmd),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=cwd,
+                start_new_session=True,
+            )
+        self._wait_ready(ready_url, timeout_s, poll_s)
+        return self
+
+    def _wait_ready(self, url: str, timeout_s: float, poll_s: float) -> None:
+        shown = url.split("?")[0]  # a query may hold a token
+        deadline = time.monotonic() + timeout_s
+        while True:
+            code = self.proc.poll()
+            if code is not None:
+                self.stop()  # its children may outlive it
+                raise ServerDidNotStart(f"{self.name} exited with code {code}: {self._tail_for_error()}")
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self.stop()
+                raise ServerDidNotStart(
+                    f"{self.name} did not answer at {shown} in {timeout_s:g} s: {self._tail_for_error()}"
+                )
+            try:
+                if requests.get(url, timeout=min(2.0, left)).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(min(poll_s, max(0.0, deadline - time.monotonic())))
+
+    def log_tail(self, n: int = 3000) -> str:
+        """The last ``n`` characters of its log ("" before it ever started)."""
+        return self.log_path.read_text(errors="replace")[-n:] if self.log_path.exists() else ""
+
+    def _tail_for_error(self) -> str:
+        return f"end of {self.log_path}:\n{self.log_tail()}"
+
+    def send_signal(self, sig: int) -> None:
+        """Send ``sig`` to the whole process group (no-op once it has been stopped)."""
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, sig)
+
+    def stop(self, grace_s: float = 20, *, ask: Callable[[], object] | None = None) -> None:
+        """End it and everything it started; safe to call twice.
+
+        Parameters
+        ----------
+        grace_s : float
+            How long each polite step may take before the next, harder one.
+        ask : callable, optional
+            A polite request to end (an HTTP shutdown call), tried before SIGTERM; its
+            errors are ignored.
+
+        Notes
+        -----
+        In order: ``ask``, then SIGCONT + SIGTERM to the group (a frozen process cannot act
+        on SIGTERM), then SIGKILL to what is left of the group. Descendants that left the
+        group (Jupyter kernels start their own sessions) are noted before anything is sent
+        and get SIGKILL if they are still there at the end.
+        """
+        if self.proc is None:
+            return
+        strays = self._descendants()
+        if ask is not None and self.running:
+            try:
+                ask()
+            except Exception:  # not answering: on to SIGTERM without waiting
+                pass
+            else:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.proc.wait(grace_s)
+        if self.running:
+            self.send_signal(signal.SIGCONT)
+            self.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(grace_s)
+        self._finish(strays)
+
+    def kill(self) -> None:
+        """SIGKILL now, the whole group and every descendant; the port refuses at once."""
+        if self.proc is not None:
+            self._finish(self._descendants())
+
+    def _finish(self, strays: list[psutil.Process]) -> None:
+        # The group outlives its leader when a child ignores SIGTERM: sweep it.
+        self.send_signal(signal.SIGKILL)
+        self.proc.wait()
+        for child in strays:
+            # psutil refuses to signal a PID that now belongs to another process.
+            with contextlib.suppress(psutil.Error):
+                child.kill()
+        self.proc = None
+
+    def _descendants(self) -> list[psutil.Process]:
+        try:
+            return psutil.Process(self.proc.pid).children(recursive=True)
+        except psutil.Error:  # already gone: its group, if any, is swept by pgid
+            return []
+
+
+class MlflowServer:
+    """``mlflow server`` with a sqlite store and served artifacts under ``root``; its log
+    is ``root/server.log`` (appended across restarts)."""
+
+    def __init__(self, root: Path, port: int | None = None):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.process = ServerProcess("mlflow server", self.root / "server.log", port=port)
+
+    @property
+    def port(self) -> int:
+        return self.process.port
+
+    @property
+    def uri(self) -> str:
+        return self.process.base_url
+
+    @property
+    def running(self) -> bool:
+        """True while the process lives, frozen or not."""
+        return self.process.running
+
+    def start(self, timeout_s: float = 120) -> MlflowServer:
+        """Start it (again: same port, same store) and wait until ``/health`` answers."""
         cmd = [
             sys.executable,
             "-m",
@@ -52,45 +266,22 @@ class MlflowServer:
             "--workers",
             "1",
         ]
-        log = open(self.root / "server.log", "a")
-        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.time() + timeout_s
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"mlflow server exited: {(self.root / 'server.log').read_text()[-2000:]}")
-            try:
-                if requests.get(f"{self.uri}/health", timeout=1).status_code == 200:
-                    return self
-            except requests.RequestException:
-                pass
-            time.sleep(0.5)
-        self.stop()
-        raise RuntimeError(f"mlflow server did not answer in {timeout_s} s")
+        self.process.start(cmd, ready_url=f"{self.uri}/health", timeout_s=timeout_s)
+        return self
 
     def freeze(self) -> None:
         """SIGSTOP: the port still accepts connections (the kernel queues them), nothing answers."""
-        os.killpg(self.proc.pid, signal.SIGSTOP)
+        self.process.send_signal(signal.SIGSTOP)
 
     def thaw(self) -> None:
-        os.killpg(self.proc.pid, signal.SIGCONT)
+        self.process.send_signal(signal.SIGCONT)
 
     def kill(self) -> None:
         """SIGKILL: connections are refused until :meth:`start` again (same port, same store)."""
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
+        self.process.kill()
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGCONT)  # a frozen server cannot handle SIGTERM
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
+        self.process.stop()
 
 
 class CutOffProxy:
@@ -100,11 +291,6 @@ class CutOffProxy:
     :meth:`restore` lets requests through again."""
 
     def __init__(self, upstream: str, *, cut_after: str = "\0never"):
-        import http.client
-        import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-        from urllib.parse import urlparse
-
         target = urlparse(upstream)
         proxy = self
         self.cut = False

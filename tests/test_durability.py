@@ -26,11 +26,11 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from servers import Kernel, MlflowServer  # noqa: E402
+from servers import CutOffProxy, Kernel, MlflowServer  # noqa: E402
 
 import llmops_magics  # noqa: E402
 from llmops_magics import config  # noqa: E402
-from llmops_magics.core.tracking import door as tracking
+from llmops_magics.core import tracking  # noqa: E402
 from llmops_magics.core.tracking import store as mlflow_store  # noqa: E402
 from llmops_magics.errors import TrackingError  # noqa: E402
 
@@ -226,8 +226,6 @@ def server(tmp_path_factory):
 
 @pytest.fixture
 def proxy(server):
-    from servers import CutOffProxy
-
     p = CutOffProxy(server.uri)
     yield p
     p.close()
@@ -239,7 +237,7 @@ def on_server(server, proxy, tmp_path):
     cfg = config.configure(tracking_uri=proxy.uri, home=tmp_path / "home")
     yield cfg
     proxy.restore()
-    if server.proc is None or server.proc.poll() is not None:
+    if not server.running:
         server.start()
     else:
         server.thaw()
@@ -357,8 +355,6 @@ def test_every_magic_spends_at_most_the_budget_on_a_down_mlflow(shell, server, p
 def test_a_run_cut_off_midway_is_completed_once_not_left_running(server, on_server):
     """The server answers until the run is created, then goes away: the half-written run
     is found by its key on replay and completed, not written a second time."""
-    from servers import CutOffProxy
-
     proxy = CutOffProxy(server.uri, cut_after="/runs/create")
     try:
         cfg = config.configure(tracking_uri=proxy.uri, mlflow_timeout_s=3, home=on_server.home)

@@ -4,6 +4,7 @@ OpenLineage export against the OpenLineage JSON Schemas, the %lineage magic."""
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 
 import pytest
@@ -342,3 +343,26 @@ def test_uninstalled_hooks_record_nothing_and_reinstall_records_again(shell):
     shell.run_cell("loud = 1")
     assert [r.source for r in rec.records] == ["loud = 1"]
     assert not any("quiet = 1" in r["source"] for r in read_records(rec.spool.path))
+
+
+def test_alias_moves_pins_and_table_writes_reach_the_cells_lineage(shell, tmp_path):
+    # While events were free dicts, these three never reached a cell's lineage: their
+    # registry kind hid the event kind, and a table write outside a migration was ignored.
+    name = f"lineage-{uuid.uuid4().hex[:6]}"
+    db = str(tmp_path / "lance")
+    shell.run_cell("import llmops_magics as m")
+    shell.run_cell(f"m.register_prompt({name!r}, 'hi {{{{x}}}}', alias='staging')")
+    shell.run_cell(f"m.pin('prompt', '{name}@staging')")
+    shell.run_cell(f"m.create_index('notes', ['Bees make honey.', 'Tea is a drink.'], db={db!r})")
+    table = shell.run_cell("%lineage")
+    registered, pinned, indexed = table.records[-3:]
+    moved = registered.bundle()
+    assert moved["aliases"] == [{"kind": "prompt", "name": name, "alias": "staging", "from": None, "to": 1}]
+    assert moved["prompts"] == [{"name": name, "version": "1", "digest": moved["prompts"][0]["digest"]}]
+    assert f"alias {name}@staging -→1" in moved["summary"]
+    assert pinned.bundle()["prompts"][0]["name"] == name and pinned.bundle()["prompts"][0]["version"] == "1"
+    tables = indexed.bundle()["tables"]
+    assert [(t["table"], t["step"], t["rows"]) for t in tables] == [("notes", "write", 2)]
+    assert "table notes new→v" in indexed.bundle()["summary"]
+    for record in (registered, pinned, indexed):
+        assert {e["kind"] for e in record.events} <= set(events.EVENTS)

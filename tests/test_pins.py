@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -207,7 +208,7 @@ def test_any_prompt_cell_is_a_result_or_one_usage_error(shell_for_hypothesis, li
 
 
 @pytest.fixture(scope="module")
-def shell_for_hypothesis(llmops_home):
+def shell_for_hypothesis(llmops_home, tmp_path_factory):
     from shell_testing import TestingShell
 
     from llmops_magics import config
@@ -215,9 +216,14 @@ def shell_for_hypothesis(llmops_home):
     from llmops_magics.magics import MAGICS
 
     config.reset()
+    pins.clear_pins()
+    # Random `%llm_pin --save PATH` lines write relative paths: keep them out of the checkout.
+    before = os.getcwd()
+    os.chdir(tmp_path_factory.mktemp("hypothesis-cwd"))
     sh = TestingShell()
     sh.run_line_magic("load_ext", "llmops_magics")
     yield sh
+    os.chdir(before)
     pins.clear_pins()
     for cls in MAGICS:
         sh.ip.magics_manager.registry.pop(cls.__name__, None)

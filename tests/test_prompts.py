@@ -11,7 +11,7 @@ from IPython.core.error import UsageError
 from registry_helpers import mlflow_client, one_line, sqlite_store, store, uniq  # noqa: F401
 
 import llmops_magics
-from llmops_magics.core.registry.prompts import register_prompt, resolve_prompt
+from llmops_magics.core.registry import register_prompt, resolve_prompt
 from llmops_magics.errors import BadInput, PromptNotFound
 
 TEMPLATE = "Summarize in one sentence: {{text}}"

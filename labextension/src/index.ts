@@ -15,9 +15,9 @@ import { LlmopsPanel } from './views/panelWidget';
 
 const PLUGIN_ID = 'llmops-magics:plugin';
 
-export namespace CommandIDs {
-  export const openPanel = 'llmops:open-panel';
-}
+export const CommandIDs = {
+  openPanel: 'llmops:open-panel'
+} as const;
 
 function applySettings(settings: ISettingRegistry.ISettings): void {
   const url = (settings.get('mlflowUiUrl').composite as string) ?? DEFAULT_MLFLOW_URL;

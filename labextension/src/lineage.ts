@@ -208,7 +208,10 @@ export function driftedPins(record: LineageRecord): Pin[] {
  * Only http(s) bases are linked so a setting or payload can never produce a
  * `javascript:` URL; ids are percent-encoded.
  */
-export function runUrl(base: string, run: { run_id: string; experiment_id?: string }): string | null {
+export function runUrl(
+  base: string,
+  run: { run_id: string; experiment_id?: string }
+): string | null {
   const root = mlflowBase(base);
   if (root === null || !run.run_id) {
     return null;
@@ -244,5 +247,7 @@ export function oneLine(record: LineageRecord): string {
   if (record.status === 'error') {
     parts.push(`error ${record.error_type}`.trim());
   }
-  return parts.length ? parts.join(' · ') : record.summary || 'llmops work (pins, aliases, registry)';
+  return parts.length
+    ? parts.join(' · ')
+    : record.summary || 'llmops work (pins, aliases, registry)';
 }

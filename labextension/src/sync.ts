@@ -8,7 +8,13 @@ import { NotebookActions, NotebookPanel } from '@jupyterlab/notebook';
 import { IDisposable } from '@lumino/disposable';
 import { PanelLayout, Widget } from '@lumino/widgets';
 
-import { LINEAGE_MIME, LineageFormatError, LineageRecord, describesCell, parseLineage } from './lineage';
+import {
+  LINEAGE_MIME,
+  LineageFormatError,
+  LineageRecord,
+  describesCell,
+  parseLineage
+} from './lineage';
 import { LineageModel, byStarted } from './model';
 import { MetadataBadge } from './views/cellBadge';
 
@@ -102,7 +108,10 @@ export class NotebookLineageSync implements IDisposable {
     for (const { cell, record } of order) {
       this._model.ingest(this._panel.id, cell.model.id, record);
     }
-    this._model.setOrder(this._panel.id, cells.map(c => c.model.id));
+    this._model.setOrder(
+      this._panel.id,
+      cells.map(c => c.model.id)
+    );
   }
 
   /** Bring metadata, model and badges in line with the cell's outputs. */
@@ -110,7 +119,7 @@ export class NotebookLineageSync implements IDisposable {
     const own = ownLineage(cell);
     if (own) {
       if (JSON.stringify(cell.model.getMetadata(METADATA_KEY)) !== JSON.stringify(own.payload)) {
-        cell.model.setMetadata(METADATA_KEY, own.payload as any);
+        cell.model.setMetadata(METADATA_KEY, own.payload);
         if (ingest) {
           this._model.ingest(this._panel.id, cell.model.id, own.record);
         }
@@ -119,7 +128,8 @@ export class NotebookLineageSync implements IDisposable {
       return;
     }
     // Metadata badges only where the outputs show no lineage at all.
-    const saved = lineageOutput(cell) === undefined ? cell.model.getMetadata(METADATA_KEY) : undefined;
+    const saved =
+      lineageOutput(cell) === undefined ? cell.model.getMetadata(METADATA_KEY) : undefined;
     this._setBadge(cell, saved === undefined ? null : read(saved));
   }
 

@@ -1,6 +1,12 @@
 import { describe, expect, it } from 'vitest';
 
-import { LineageFormatError, describesCell, mlflowBase, parseLineage, runUrl } from '../src/lineage';
+import {
+  LineageFormatError,
+  describesCell,
+  mlflowBase,
+  parseLineage,
+  runUrl
+} from '../src/lineage';
 import { LineageModel, MlflowLinks, byStarted } from '../src/model';
 import { bundle } from './fixtures';
 
@@ -8,7 +14,9 @@ describe('parseLineage', () => {
   it('reads the kernel bundle, as an object or as JSON text', () => {
     for (const payload of [bundle(), JSON.stringify(bundle())]) {
       const r = parseLineage(payload);
-      expect(r.prompts).toEqual([{ name: 'summarize', version: '4', digest: 'sha256:0123456789abcdef0123' }]);
+      expect(r.prompts).toEqual([
+        { name: 'summarize', version: '4', digest: 'sha256:0123456789abcdef0123' }
+      ]);
       expect(r.models[0]).toMatchObject({ name: 'chat', version: '2', backend: 'vllm' });
       expect(r.tokens).toEqual({ prompt: 31, completion: 16 });
       expect(r.status).toBe('ok');
@@ -17,7 +25,9 @@ describe('parseLineage', () => {
   });
 
   it('coerces odd fields to text instead of passing objects to views', () => {
-    const r = parseLineage(bundle({ prompts: [{ name: { nested: 1 }, version: null }], pins: 'nope', tokens: 5 }));
+    const r = parseLineage(
+      bundle({ prompts: [{ name: { nested: 1 }, version: null }], pins: 'nope', tokens: 5 })
+    );
     expect(r.prompts[0].name).toBe('{"nested":1}');
     expect(r.prompts[0].version).toBe('');
     expect(r.pins).toEqual([]);
@@ -73,7 +83,17 @@ describe('LineageModel', () => {
     model.ingest('nb', 'c1', parseLineage(bundle()));
     const moved = bundle({
       execution_count: 4,
-      pins: [{ kind: 'prompt', name: 'summarize', version: 4, alias: 'production', alias_now: 5, drift: true, message: 'production moved 4 -> 5' }]
+      pins: [
+        {
+          kind: 'prompt',
+          name: 'summarize',
+          version: 4,
+          alias: 'production',
+          alias_now: 5,
+          drift: true,
+          message: 'production moved 4 -> 5'
+        }
+      ]
     });
     model.ingest('nb', 'c2', parseLineage(moved));
     const pins = model.pins('nb')!;
@@ -105,8 +125,26 @@ describe('LineageModel', () => {
 
   it('gathers shadow verdicts newest first with their experiment', () => {
     const model = new LineageModel();
-    model.ingest('nb', 'c1', parseLineage(bundle({ shadow: [{ name: 'old', verdict: 'same', run_id: 'r1' }], runs: [{ run_id: 'r1', experiment_id: '3', kind: 'shadow' }] })));
-    model.ingest('nb', 'c2', parseLineage(bundle({ shadow: [{ name: 'new', verdict: 'regressed', run_id: 'r2' }], runs: [{ run_id: 'r2', experiment_id: '9', kind: 'shadow' }] })));
+    model.ingest(
+      'nb',
+      'c1',
+      parseLineage(
+        bundle({
+          shadow: [{ name: 'old', verdict: 'same', run_id: 'r1' }],
+          runs: [{ run_id: 'r1', experiment_id: '3', kind: 'shadow' }]
+        })
+      )
+    );
+    model.ingest(
+      'nb',
+      'c2',
+      parseLineage(
+        bundle({
+          shadow: [{ name: 'new', verdict: 'regressed', run_id: 'r2' }],
+          runs: [{ run_id: 'r2', experiment_id: '9', kind: 'shadow' }]
+        })
+      )
+    );
     expect(model.shadows('nb').map(s => [s.name, s.verdict, s.experiment_id, s.cellKey])).toEqual([
       ['new', 'regressed', '9', 'c2'],
       ['old', 'same', '3', 'c1']

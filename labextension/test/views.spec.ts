@@ -24,7 +24,15 @@ describe('badges', () => {
   it('details hold pins, digests, tokens, latency and table versions', () => {
     const el = renderBadges(parseLineage(bundle()), { mlflowBase: BASE, source: 'metadata' });
     const details = el.querySelector('.jp-llmops-details')!.textContent!;
-    for (const expected of ['@production', '0123456789ab', 'feedfacecafe', '31 in / 16 out', 'latency 0.42 s', 'docs', 'backfill']) {
+    for (const expected of [
+      '@production',
+      '0123456789ab',
+      'feedfacecafe',
+      '31 in / 16 out',
+      'latency 0.42 s',
+      'docs',
+      'backfill'
+    ]) {
       expect(details).toContain(expected);
     }
     expect(el.dataset.source).toBe('metadata');
@@ -32,9 +40,24 @@ describe('badges', () => {
 
   it('an error cell and a drifted pin are flagged', () => {
     const record = parseLineage(
-      bundle({ status: 'error', error_type: 'PromptNotFound', pins: [{ kind: 'prompt', name: 'summarize', version: 4, alias: 'production', alias_now: 5, drift: true }] })
+      bundle({
+        status: 'error',
+        error_type: 'PromptNotFound',
+        pins: [
+          {
+            kind: 'prompt',
+            name: 'summarize',
+            version: 4,
+            alias: 'production',
+            alias_now: 5,
+            drift: true
+          }
+        ]
+      })
     );
-    const text = renderBadges(record, { mlflowBase: BASE, source: 'output' }).querySelector('summary')!.textContent!;
+    const text = renderBadges(record, { mlflowBase: BASE, source: 'output' }).querySelector(
+      'summary'
+    )!.textContent!;
     expect(text).toContain('error PromptNotFound');
     expect(text).toContain('1 pin drifted');
   });
@@ -43,13 +66,19 @@ describe('badges', () => {
     const hostile = bundle({
       prompts: [{ name: XSS, version: XSS, digest: XSS }],
       models: [{ name: XSS, version: 1, digest: '', backend: XSS }],
-      pins: [{ kind: XSS, name: XSS, version: 1, alias: XSS, alias_now: 2, drift: true, message: XSS }],
+      pins: [
+        { kind: XSS, name: XSS, version: 1, alias: XSS, alias_now: 2, drift: true, message: XSS }
+      ],
       summary: XSS,
       error_type: XSS,
       status: 'error',
       shadow: [{ name: XSS, verdict: XSS, run_id: XSS }]
     });
-    const el = renderBadges(parseLineage(hostile), { mlflowBase: BASE, source: 'output', open: true });
+    const el = renderBadges(parseLineage(hostile), {
+      mlflowBase: BASE,
+      source: 'output',
+      open: true
+    });
     expect(el.querySelector('img')).toBeNull();
     expect(el.textContent).toContain(XSS);
   });
@@ -58,20 +87,42 @@ describe('badges', () => {
 describe('panel', () => {
   it('lists pins with drift, cells, shadow verdicts and escapes names', () => {
     const model = new LineageModel();
-    model.ingest('nb', 'c1', parseLineage(bundle({ shadow: [{ name: XSS, verdict: 'regressed', run_id: '3f2a1b2c9d8e7f60' }] })));
+    model.ingest(
+      'nb',
+      'c1',
+      parseLineage(
+        bundle({ shadow: [{ name: XSS, verdict: 'regressed', run_id: '3f2a1b2c9d8e7f60' }] })
+      )
+    );
     model.ingest(
       'nb',
       'c2',
       parseLineage(
         bundle({
           execution_count: 5,
-          pins: [{ kind: 'prompt', name: XSS, version: 4, alias: 'production', alias_now: 5, drift: true, message: 'moved' }]
+          pins: [
+            {
+              kind: 'prompt',
+              name: XSS,
+              version: 4,
+              alias: 'production',
+              alias_now: 5,
+              drift: true,
+              message: 'moved'
+            }
+          ]
         })
       )
     );
     const revealed: string[] = [];
     const el = renderPanel(
-      { notebookName: 'demo.ipynb', pins: model.pins('nb'), cells: model.cells('nb'), shadows: model.shadows('nb'), mlflowBase: BASE },
+      {
+        notebookName: 'demo.ipynb',
+        pins: model.pins('nb'),
+        cells: model.cells('nb'),
+        shadows: model.shadows('nb'),
+        mlflowBase: BASE
+      },
       { revealCell: key => revealed.push(key) }
     );
     expect(el.querySelector('img')).toBeNull();
@@ -83,7 +134,9 @@ describe('panel', () => {
     cells[1].click();
     expect(revealed).toEqual(['c2']);
     expect(el.querySelector('.jp-llmops-shadow-item')!.textContent).toContain(`${XSS} regressed`);
-    expect(el.querySelector('.jp-llmops-mlflow-link')!.getAttribute('href')).toBe(`${BASE}/#/experiments`);
+    expect(el.querySelector('.jp-llmops-mlflow-link')!.getAttribute('href')).toBe(
+      `${BASE}/#/experiments`
+    );
   });
 
   it('says what to do when nothing is there yet', () => {

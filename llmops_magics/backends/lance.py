@@ -99,8 +99,47 @@ def restore(table, version_or_tag: int | str) -> int:
 
 
 def quote(column: str) -> str:
-    """``column`` as a Lance SQL identifier: reserved words (``group``) and odd names included."""
-    return "`" + column.replace("`", "``") + "`"
+    """``column`` as an identifier inside a Lance SQL expression: the one way a column
+    name enters a filter, a ``where``, a merge condition or a function call.
+
+    Lance parses these with DataFusion, where an unquoted ``vec-2`` reads as ``vec - 2``
+    and ``body text`` as two words; a backtick-quoted name is taken as it is (measured
+    on LanceDB 0.40, in filters, merge conditions and ``sha256(...)``). Everything else
+    LanceDB takes by name (``select([...])``, ``merge_insert(on)``,
+    ``vector_column_name``, index columns, field metadata paths) gets the plain name:
+    quoted there, it would name another column.
+    """
+    return "`" + check_column_name(column) + "`"
+
+
+def check_column_name(column: str, *, key: bool = False) -> str:
+    """``column`` if Lance 0.40 can address it everywhere llmops uses it; else ``BadInput``.
+
+    Measured on LanceDB 0.40: a top-level name with ``.`` is refused when the column is
+    made; one with a backtick can be made but no filter, index or metadata update can
+    name it (doubling it inside backticks does not help); and ``merge_insert`` on a key
+    with a ``"`` fails to find its own key. ``key`` applies that last rule too.
+    """
+    bad = [c for c in ".`" + ('"' if key else "") if c in column]
+    if not column or bad:
+        what = "an empty name" if not column else f"{bad[0]!r} in its name"
+        role = "an id column" if key else "a column"
+        raise BadInput(f"LanceDB cannot use {column!r} as {role} ({what}): pick another name")
+    return column
+
+
+def is_null(column: str) -> str:
+    """Rows whose ``column`` holds no value."""
+    return f"{quote(column)} IS NULL"
+
+
+def tag_name(*parts: str) -> str:
+    """A tag name from ``parts`` joined by ``-``; characters tags refuse become ``_``.
+
+    Lance tags may hold only alphanumerics, ``.``, ``-`` and ``_``, while a column name
+    in a tag (``llmops-<column>-start-v3``) may hold anything else.
+    """
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in "-".join(parts))
 
 
 def key_index(table, key: str, *, rebuild: bool = False) -> None:
@@ -114,7 +153,7 @@ def key_index(table, key: str, *, rebuild: bool = False) -> None:
     """
     from lancedb.index import BTree
 
-    mine = [ix for ix in table.list_indices() if list(ix.columns) == [key]]
+    mine = indices_on(table, key)
     if mine and not (rebuild and mine[0].index_type == "BTree"):
         return
     table.create_index(key, config=BTree(), replace=True, **({"name": mine[0].name} if mine else {}))
@@ -122,9 +161,26 @@ def key_index(table, key: str, *, rebuild: bool = False) -> None:
 
 def unindexed_rows(table, key: str) -> int:
     """Rows of ``key`` outside its index (read from the index's statistics, not counted)."""
-    mine = [ix for ix in table.list_indices() if list(ix.columns) == [key]]
+    mine = indices_on(table, key)
     stats = table.index_stats(mine[0].name) if mine else None
     return stats.num_unindexed_rows if stats else table.count_rows()
+
+
+def indices_on(table, column: str) -> list:
+    """The indices of ``table`` on ``column`` alone.
+
+    ``list_indices`` names columns as field paths, backtick-quoted where the name needs
+    it (``doc-id`` comes back as ```doc-id```): compared as they come, such an index
+    would never be found and would be rebuilt on every call.
+    """
+    return [ix for ix in table.list_indices() if [field_name(c) for c in ix.columns] == [column]]
+
+
+def field_name(path: str) -> str:
+    """A top-level column's name from a Lance field path: ```doc-id``` -> ``doc-id``."""
+    if len(path) >= 2 and path[0] == path[-1] == "`":
+        return path[1:-1].replace("``", "`")
+    return path
 
 
 def text_digest(text: str) -> bytes:
@@ -144,7 +200,7 @@ def digest_field(name: str, of: str):
 
 def needs_embedding(column: str, digest_column: str, text_column: str) -> str:
     """Rows whose ``column`` is empty, or was computed from a text other than the current one."""
-    return f"{quote(column)} IS NULL OR {stale(digest_column, text_column)}"
+    return f"{is_null(column)} OR {stale(digest_column, text_column)}"
 
 
 def stale(digest_column: str, text_column: str) -> str:
@@ -154,6 +210,11 @@ def stale(digest_column: str, text_column: str) -> str:
     """
     d = quote(digest_column)
     return f"({d} IS NULL OR {d} != sha256({quote(text_column)}))"
+
+
+def stale_vectors(column: str, digest_column: str, text_column: str) -> str:
+    """Rows that hold a vector in ``column``, computed from a text other than their current one."""
+    return f"{quote(column)} IS NOT NULL AND {stale(digest_column, text_column)}"
 
 
 def fill_where_unchanged(table, key: str, column: str, digest_column: str, rows) -> int:

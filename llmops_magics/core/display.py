@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import html
 
+from ..config import settings
+from .tracking import experiment_of
+
 
 def esc(value) -> str:
     """HTML-escape any value (model outputs are untrusted text)."""
@@ -42,9 +45,6 @@ def run_link(run_id: str | None) -> tuple[str, str]:
     Set ``LlmopsMagics.ui_url`` (``llmops-magics ui`` prints it) to turn links on. Never
     calls MLflow: a result must display while MLflow is down.
     """
-    from ..config import settings
-    from .tracking import experiment_of
-
     cfg = settings()
     experiment = experiment_of(run_id)
     if not run_id or not cfg.ui_url or experiment is None:

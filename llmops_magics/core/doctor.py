@@ -10,7 +10,12 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..backends import default_models as dm
+from ..backends.vllm_backend import vllm_version
 from ..config import Settings
+from ..errors import ModelNotFound
+from .tracking import client, describe, public_uri
+from .tracking import store as mlflow_store
 
 
 @dataclass
@@ -111,8 +116,6 @@ def check_gpu() -> Check:
 
 
 def check_vllm() -> Check:
-    from ..backends.vllm_backend import vllm_version
-
     v = vllm_version()
     if v is None:
         return Check(
@@ -134,9 +137,6 @@ def check_vllm() -> Check:
 
 
 def check_models(cfg: Settings) -> list[Check]:
-    from ..backends import default_models as dm
-    from ..errors import ModelNotFound
-
     checks = []
     try:
         gguf = dm.chat_gguf()
@@ -164,9 +164,6 @@ def check_models(cfg: Settings) -> list[Check]:
 def check_mlflow(cfg: Settings) -> Check:
     if importlib.util.find_spec("mlflow") is None:
         return Check("mlflow", "fail", "not installed", "pip install mlflow")
-    from .tracking import client, describe, public_uri
-    from .tracking import store as mlflow_store
-
     uri = public_uri(cfg.resolved_tracking_uri)
     path = mlflow_store.sqlite_path(cfg.resolved_tracking_uri)
     if path is not None:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from ..backends.base import Sampling
+from ..backends.transformers_backend import OPTIONS
 from ..errors import BadInput
 
 # Values a dtype option may take (vLLM's and torch's names for the same four).
@@ -170,8 +172,6 @@ def check(**values) -> dict:
 
 def sampling(max_tokens=128, temperature=0.0, seed=0):
     """Checked sampling options as the ``Sampling`` every backend takes (``llm`` and ``shadow``)."""
-    from ..backends.base import Sampling
-
     return Sampling(**check(max_tokens=max_tokens, temperature=temperature, seed=seed))
 
 
@@ -223,8 +223,6 @@ def _engine_arg_names() -> set[str] | None:
     """vLLM's engine argument names plus transformers' (None when vLLM is not installed)."""
     import dataclasses
     import importlib.util
-
-    from ..backends.transformers_backend import OPTIONS
 
     if importlib.util.find_spec("vllm") is None:
         return None

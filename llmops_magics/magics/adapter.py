@@ -2,12 +2,43 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
+
 from IPython.core.magic import Magics, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 
 from ..core.adapter.check import check_adapter
-from .args import parse_line
+from .args import as_kwargs, parse_command
 from .edge import user_errors
+
+
+@dataclass(frozen=True)
+class AdapterCommand:
+    """One parsed ``%adapter_check`` line; the fields are ``check_adapter()``'s keyword arguments."""
+
+    adapter: str
+    base: str
+    old_base: str | None
+    probes: object  # as typed: a notebook variable's name or a file; the magic resolves it
+    max_lora_rank: int | str
+    backend: str | None
+    behavior: bool
+    max_new_tokens: int | str
+    log: bool
+
+    @classmethod
+    def from_args(cls, args) -> AdapterCommand:
+        return cls(
+            adapter=args.adapter,
+            base=args.base,
+            old_base=args.old_base,
+            probes=args.probes or None,
+            max_lora_rank=args.max_lora_rank,
+            backend=args.backend,
+            behavior=not args.static_only,
+            max_new_tokens=args.max_new_tokens,
+            log=not args.no_log,
+        )
 
 
 @magics_class
@@ -28,19 +59,10 @@ class AdapterMagics(Magics):
     @user_errors
     def adapter_check(self, line):
         """Check an adapter against a new base; the report is shown and bound to ``_adapter_report``."""
-        args = parse_line(self.adapter_check, line)
-        # A name in the namespace wins over a file of the same name: that is what was typed.
-        probes = self.shell.user_ns.get(args.probes, args.probes) if args.probes else None
-        report = check_adapter(
-            args.adapter,
-            base=args.base,
-            old_base=args.old_base,
-            probes=probes,
-            max_lora_rank=args.max_lora_rank,
-            backend=args.backend,
-            behavior=not args.static_only,
-            max_new_tokens=args.max_new_tokens,
-            log=not args.no_log,
-        )
+        cmd = parse_command(self.adapter_check, line, AdapterCommand)
+        if cmd.probes:
+            # A name in the namespace wins over a file of the same name: that is what was typed.
+            cmd = replace(cmd, probes=self.shell.user_ns.get(cmd.probes, cmd.probes))
+        report = check_adapter(**as_kwargs(cmd))
         self.shell.user_ns["_adapter_report"] = report
         return report

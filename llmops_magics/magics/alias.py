@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 
 from ..core.registry.aliases import alias_history, move_alias
-from .args import Note, parse_line
+from .args import parse_command
+from .display import Note
 from .edge import user_errors
 
 
@@ -17,8 +19,8 @@ from .edge import user_errors
 class AliasCommand:
     """One parsed ``%llm_alias`` line."""
 
-    kind: str  # "move" | "history"
-    target: str  # "prompt" | "model"
+    kind: Literal["move", "history"]
+    target: Literal["prompt", "model"]
     name: str
     alias: str | None = None
     version: str | None = None
@@ -48,7 +50,7 @@ class AliasMagics(Magics):
     @user_errors
     def llm_alias(self, line):
         """Move an alias (recorded with who and when) or show the alias history."""
-        cmd = AliasCommand.from_args(parse_line(self.llm_alias, line))
+        cmd = parse_command(self.llm_alias, line, AliasCommand)
         if cmd.kind == "history":
             return alias_history(cmd.target, cmd.name, cmd.alias)
         moved = move_alias(cmd.target, cmd.name, cmd.alias, cmd.version)

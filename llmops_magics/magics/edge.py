@@ -18,6 +18,12 @@ def short_errors_enabled(shell) -> bool:
     return getattr(magics, "short_errors", True)
 
 
+def error_line(e: LlmopsError) -> str:
+    """``BadInput: ...`` (an option's error names the flag as typed: ``--max-tokens 0: ...``)."""
+    message = e.as_flag() if isinstance(e, OptionError) else str(e)
+    return f"{type(e).__name__}: {message}"
+
+
 def user_errors(method):
     """Decorate a magic so an ``LlmopsError`` shows as one line, not a traceback."""
 
@@ -28,7 +34,6 @@ def user_errors(method):
         except LlmopsError as e:
             if not short_errors_enabled(self.shell):
                 raise
-            message = e.as_flag() if isinstance(e, OptionError) else str(e)
-            raise UsageError(f"{type(e).__name__}: {message}") from None
+            raise UsageError(error_line(e)) from None
 
     return wrapper

@@ -2,14 +2,37 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
+from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 
 from ..core.generation.engine_list import engine_log, list_engines, stop_engine
 from ..core.options import check
-from ..errors import BadInput
-from .args import Note, parse_line
+from .args import parse_command
+from .display import Note
 from .edge import user_errors
+
+
+@dataclass(frozen=True)
+class EnginesCommand:
+    """One parsed ``%llm_engines`` line."""
+
+    kind: Literal["list", "stop", "log"]
+    name: str | None = None
+    lines: int | str = "200"  # as typed: checked by core/options
+
+    @classmethod
+    def from_args(cls, args) -> EnginesCommand:
+        if args.stop and args.log:
+            raise UsageError("give --stop NAME or --log NAME, not both")
+        if args.stop:
+            return cls("stop", args.stop)
+        if args.log:
+            return cls("log", args.log, args.lines)
+        return cls("list")
 
 
 @magics_class
@@ -24,11 +47,9 @@ class EngineMagics(Magics):
     @user_errors
     def llm_engines(self, line):
         """List the loaded engines, or stop one, or show one's log."""
-        args = parse_line(self.llm_engines, line)
-        if args.stop and args.log:
-            raise BadInput("give --stop NAME or --log NAME, not both")
-        if args.stop:
-            return Note(stop_engine(args.stop))
-        if args.log:
-            return engine_log(args.log, **check(lines=args.lines))
+        cmd = parse_command(self.llm_engines, line, EnginesCommand)
+        if cmd.kind == "stop":
+            return Note(stop_engine(cmd.name))
+        if cmd.kind == "log":
+            return engine_log(cmd.name, **check(lines=cmd.lines))
         return list_engines()

@@ -3,88 +3,58 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 
 from ..core.vectors.migration import STEPS, run_step
 from ..errors import BadInput
-from .args import parse_line
+from .args import parse_command
 from .edge import user_errors
 
-
-@dataclass(frozen=True)
-class Plan:
-    to: str
-    kind: Literal["plan"] = "plan"
-
-
-@dataclass(frozen=True)
-class Start:
-    to: str
-    column: str | None = None
-    kind: Literal["start"] = "start"
-
-
-# Numbers stay as typed here: run_step checks every option value (core/options).
-@dataclass(frozen=True)
-class Backfill:
-    batch: int | str = 256
-    max_batches: int | str | None = None
-    kind: Literal["backfill"] = "backfill"
-
-
-@dataclass(frozen=True)
-class Index:
-    min_rows: int | str = 5000
-    kind: Literal["index"] = "index"
-
-
-@dataclass(frozen=True)
-class Shadow:
-    queries: tuple
-    k: int | str = 10
-    labels: object = None
-    kind: Literal["shadow"] = "shadow"
-
-
-@dataclass(frozen=True)
-class Finish:
-    confirm: bool = False
-    kind: Literal["finish"] = "finish"
-
-
-@dataclass(frozen=True)
-class NoOptions:
-    kind: str
-
-
-# Which options each subcommand takes: anything else is refused, not silently ignored.
-ALLOWED = {
-    "plan": {"to"},
-    "start": {"to", "column"},
-    "backfill": {"batch", "max_batches"},
-    "index": {"min_rows"},
-    "shadow": {"queries", "k", "labels"},
-    "finish": {"yes"},
-    "cutover": set(),
-    "rollback": set(),
-    "status": set(),
+# The options each step takes, and what a step gets for one not given; any other is
+# refused, not silently ignored. Values stay as typed: run_step checks them (core/options).
+STEP_OPTIONS = {
+    "plan": {"to": None},
+    "start": {"to": None, "column": None},
+    "backfill": {"batch": 256, "max_batches": None},
+    "index": {"min_rows": 5000},
+    "shadow": {"queries": None, "k": 10, "labels": None},
+    "finish": {"yes": False},
+    "cutover": {},
+    "rollback": {},
+    "status": {},
 }
-DEFAULTS = {
-    "to": None,
-    "column": None,
-    "batch": None,
-    "max_batches": None,
-    "min_rows": None,
-    "queries": None,
-    "k": None,
-    "labels": None,
-    "yes": False,
-}
+OPTIONS = sorted({name for options in STEP_OPTIONS.values() for name in options})
+
+
+@dataclass(frozen=True)
+class MigrateCommand:
+    """One parsed ``%lance_migrate`` line: a step, its table and the options that step takes."""
+
+    kind: Literal["plan", "start", "backfill", "index", "shadow", "cutover", "rollback", "finish", "status"]
+    table: str
+    db: str | None = None
+    options: dict = field(default_factory=dict)  # shadow's queries/labels: a notebook variable or a file
+
+    @classmethod
+    def from_args(cls, args) -> MigrateCommand:
+        taken = STEP_OPTIONS[args.step]
+        extra = [name for name in OPTIONS if getattr(args, name) not in (None, False) and name not in taken]
+        if extra:
+            raise UsageError(f"{args.step} takes no --{extra[0].replace('_', '-')}")
+        if args.step in ("plan", "start") and not args.to:
+            raise UsageError(f"{args.step} needs --to EMBEDDER_REF (e.g. minilm-cls, smollm2-mean)")
+        if args.step == "shadow" and not args.queries:
+            raise UsageError("shadow needs --queries VAR|FILE (a list of query strings)")
+        options = {
+            name: default if getattr(args, name) is None else getattr(args, name) for name, default in taken.items()
+        }
+        return cls(args.step, args.table, args.db, options)
 
 
 def _load(ref: str, user_ns: dict, what: str):
@@ -96,38 +66,27 @@ def _load(ref: str, user_ns: dict, what: str):
         raise BadInput(f"--{what} {ref!r} is neither a variable in this notebook nor a file")
     text = path.read_text()
     if path.suffix == ".json":
-        return json.loads(text)
+        try:
+            return json.loads(text)
+        except ValueError as e:
+            raise BadInput(f"--{what} {ref!r} is not valid JSON ({e})") from None
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
-def parse_command(args, user_ns: dict):
-    """argparse namespace -> one frozen dataclass per subcommand."""
-    extra = sorted(
-        k for k, v in vars(args).items() if k in DEFAULTS and v not in (None, False) and k not in ALLOWED[args.step]
-    )
-    if extra:
-        raise BadInput(f"{args.step} takes no --{extra[0].replace('_', '-')}")
-    if args.step in ("plan", "start") and not args.to:
-        raise BadInput(f"{args.step} needs --to EMBEDDER_REF (e.g. minilm-cls, smollm2-mean)")
-    if args.step == "plan":
-        return Plan(args.to)
-    if args.step == "start":
-        return Start(args.to, args.column)
-    if args.step == "backfill":
-        return Backfill(256 if args.batch is None else args.batch, args.max_batches)
-    if args.step == "index":
-        return Index(5000 if args.min_rows is None else args.min_rows)
-    if args.step == "shadow":
-        if not args.queries:
-            raise BadInput("shadow needs --queries VAR|FILE (a list of query strings)")
-        queries = _load(args.queries, user_ns, "queries")
-        labels = _load(args.labels, user_ns, "labels") if args.labels else None
-        return Shadow(
-            tuple([queries] if isinstance(queries, str) else queries), 10 if args.k is None else args.k, labels
-        )
-    if args.step == "finish":
-        return Finish(bool(args.yes))
-    return NoOptions(args.step)
+def _step_values(cmd: MigrateCommand, user_ns: dict) -> dict:
+    """The keyword arguments of ``run_step``: variables and files read, ``finish`` confirmed."""
+    values = dict(cmd.options)
+    if cmd.kind == "shadow":
+        queries = _load(values["queries"], user_ns, "queries")
+        values["queries"] = [queries] if isinstance(queries, str) else list(queries)
+        values["labels"] = _load(values["labels"], user_ns, "labels") if values["labels"] else None
+    if cmd.kind == "finish":
+        yes = values.pop("yes")
+        if not yes:
+            answer = input(f"finish drops the old vector column of {cmd.table!r} for good. Type yes to go on: ")
+            yes = answer.strip().lower() in ("y", "yes")
+        values["confirm"] = yes
+    return values
 
 
 @magics_class
@@ -157,14 +116,7 @@ class LanceMigrateMagics(Magics):
     @user_errors
     def lance_migrate(self, line):
         """Run one migration step; the result is shown and bound to ``_lance_migrate``."""
-        args = parse_line(self.lance_migrate, line)
-        cmd = parse_command(args, self.shell.user_ns)
-        options = {k: v for k, v in asdict(cmd).items() if k != "kind"}
-        if cmd.kind == "finish" and not cmd.confirm:
-            answer = input(f"finish drops the old vector column of {args.table!r} for good. Type yes to go on: ")
-            options["confirm"] = answer.strip().lower() in ("y", "yes")
-        if cmd.kind == "shadow":
-            options["queries"] = list(options["queries"])
-        result = run_step(cmd.kind, args.table, db=args.db, **options)
+        cmd = parse_command(self.lance_migrate, line, MigrateCommand)
+        result = run_step(cmd.kind, cmd.table, db=cmd.db, **_step_values(cmd, self.shell.user_ns))
         self.shell.user_ns["_lance_migrate"] = result
         return result

@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_magic, magics_class
-from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.core.magic_arguments import argument, magic_arguments
 
 from ..core.lineage.views import export_openlineage, lineage_cell, lineage_sync, lineage_table
-from ..errors import BadInput
+from .args import parse_command
 from .edge import user_errors
 
 _USAGE = "use %lineage, %lineage cell N, %lineage export --openlineage PATH or %lineage sync"
@@ -25,18 +26,18 @@ class LineageCommand:
     all_sessions: bool = False
 
     @classmethod
-    def parse(cls, args) -> LineageCommand:
+    def from_args(cls, args) -> LineageCommand:
         words = list(args.command)
         verb = words.pop(0) if words else "table"
         if verb == "cell" and len(words) == 1:
             return cls("cell", key=words[0])
         if verb == "export" and not words:
             if not args.openlineage:
-                raise BadInput("%lineage export needs --openlineage PATH (a .jsonl file to write)")
+                raise UsageError("%lineage export needs --openlineage PATH (a .jsonl file to write)")
             return cls("export", path=args.openlineage, all_sessions=args.all)
         if verb in ("table", "sync") and not words:
             return cls(verb)
-        raise BadInput(f"cannot read %lineage {' '.join(args.command)!r}: {_USAGE}")
+        raise UsageError(f"cannot read %lineage {' '.join(args.command)!r}: {_USAGE}")
 
 
 @magics_class
@@ -51,7 +52,7 @@ class LineageMagics(Magics):
     @user_errors
     def lineage(self, line):
         """Show this session's lineage, one record, export it, or ship it to MLflow now."""
-        cmd = LineageCommand.parse(parse_argstring(self.lineage, line))
+        cmd = parse_command(self.lineage, line, LineageCommand)
         if cmd.kind == "cell":
             return lineage_cell(cmd.key)
         if cmd.kind == "export":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from IPython.core.magic import Magics, cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 from traitlets import Bool, Dict, Enum, Float, Unicode, default, observe
@@ -9,8 +11,39 @@ from traitlets import Bool, Dict, Enum, Float, Unicode, default, observe
 from .. import config
 from ..core.generation.llm import llm as run_llm
 from ..core.registry.prompts import parse_variables
-from .args import parse_line
+from .args import as_kwargs, parse_command
 from .edge import user_errors
+
+
+@dataclass(frozen=True)
+class LlmCommand:
+    """One parsed ``%%llm`` line; the fields are ``llm()``'s keyword arguments, values as typed."""
+
+    model: str | None
+    system: str | None
+    max_tokens: int | str
+    temperature: float | str
+    seed: int | str
+    each_line: bool
+    backend: str | None
+    log: bool
+    prompt: str | None
+    variables: dict  # --var NAME=VALUE, read here so a malformed one is a usage error
+
+    @classmethod
+    def from_args(cls, args) -> LlmCommand:
+        return cls(
+            model=args.model,
+            system=args.system,
+            max_tokens=args.max_tokens,
+            temperature=args.temperature,
+            seed=args.seed,
+            each_line=args.each_line,
+            backend=args.backend,
+            log=not args.no_log,
+            prompt=args.prompt,
+            variables=parse_variables(args.var),
+        )
 
 
 @magics_class
@@ -98,19 +131,7 @@ class LlmopsMagics(Magics):
     @user_errors
     def llm(self, line, cell):
         """Send the cell to a chat model; the result is shown and bound to ``_llm``."""
-        args = parse_line(self.llm, line)
-        result = run_llm(
-            cell,
-            model=args.model,
-            system=args.system,
-            max_tokens=args.max_tokens,
-            temperature=args.temperature,
-            seed=args.seed,
-            each_line=args.each_line,
-            backend=args.backend,
-            log=not args.no_log,
-            prompt=args.prompt,
-            variables=parse_variables(args.var),
-        )
+        cmd = parse_command(self.llm, line, LlmCommand)
+        result = run_llm(cell, **as_kwargs(cmd))
         self.shell.user_ns["_llm"] = result
         return result

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 
 from ..core.registry.models import list_models, register_model, show_model
-from .args import parse_line
+from .args import parse_command
 from .edge import user_errors
 
 
@@ -17,14 +18,14 @@ from .edge import user_errors
 class ModelCommand:
     """One parsed ``%llm_model`` line."""
 
-    kind: str  # "register" | "list" | "show"
+    kind: Literal["register", "list", "show"]
     name: str | None = None
     base: str = "default"
     revision: str | None = None
     adapter: str | None = None
     params: tuple = ()
     alias: str | None = None
-    model_kind: str = "chat"
+    model_kind: Literal["chat", "embedding"] = "chat"
     message: str | None = None
 
     @classmethod
@@ -64,7 +65,7 @@ class ModelMagics(Magics):
     @user_errors
     def llm_model(self, line):
         """Register, list or show models; registering hashes files once (cached)."""
-        cmd = ModelCommand.from_args(parse_line(self.llm_model, line))
+        cmd = parse_command(self.llm_model, line, ModelCommand)
         if cmd.kind == "list":
             return list_models()
         if cmd.kind == "show":

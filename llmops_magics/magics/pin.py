@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 
 from ..core.registry import pins as core_pins
-from .args import Note, parse_line
+from .args import parse_command
+from .display import Note
 from .edge import user_errors
 
 
@@ -17,8 +19,8 @@ from .edge import user_errors
 class PinCommand:
     """One parsed ``%llm_pin`` line."""
 
-    kind: str  # "show" | "pin" | "unpin" | "check" | "save" | "load" | "clear"
-    target: str | None = None  # "prompt" | "model" | None (a prompts:/ or models:/ URI)
+    kind: Literal["show", "pin", "unpin", "check", "save", "load", "clear"]
+    target: Literal["prompt", "model"] | None = None  # None: the ref is a prompts:/ or models:/ URI
     ref: str | None = None
     path: str | None = None
 
@@ -55,7 +57,7 @@ class PinMagics(Magics):
     @user_errors
     def llm_pin(self, line):
         """Pin a version now, or show / check / save / load the pins."""
-        cmd = PinCommand.from_args(parse_line(self.llm_pin, line))
+        cmd = parse_command(self.llm_pin, line, PinCommand)
         if cmd.kind == "pin":
             return core_pins.pin(cmd.target, cmd.ref)
         if cmd.kind == "unpin":

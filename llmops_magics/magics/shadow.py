@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
@@ -10,7 +11,7 @@ from IPython.core.magic_arguments import argument, magic_arguments
 from .. import config
 from ..core.shadow.run import shadow as run_shadow
 from ..errors import BadInput
-from .args import parse_line
+from .args import as_kwargs, parse_command
 from .edge import user_errors
 
 
@@ -37,6 +38,61 @@ def parse_options(text: str | None, what: str) -> dict:
         except ValueError:
             out[key.strip()] = raw.strip()
     return out
+
+
+@dataclass(frozen=True)
+class ShadowCommand:
+    """One parsed ``%%shadow`` line; the fields are ``shadow()``'s keyword arguments, values as typed.
+
+    Engine args and thresholds are read from their text here (NAME=VALUE or JSON), so
+    a malformed one is a usage error; core checks the values (``core/options``).
+    """
+
+    inputs: str | None  # a notebook variable's name; None: the cell holds the inputs
+    primary: str
+    candidate: str
+    prompt: str | None
+    n: int | str | None
+    sample_seed: int | str
+    max_tokens: int | str
+    temperature: float | str
+    seed: int | str
+    judge: str | None
+    name: str | None
+    system: str | None
+    engine_plan: str
+    memory_limit_gb: float | str | None
+    primary_engine_args: dict
+    candidate_engine_args: dict
+    backend: str | None
+    log: bool
+    adapter_mode: str
+    threshold_options: dict  # --threshold NAME=VALUE: shadow()'s **threshold_options
+
+    @classmethod
+    def from_args(cls, args) -> ShadowCommand:
+        return cls(
+            inputs=args.inputs,
+            primary=args.primary,
+            candidate=args.candidate,
+            prompt=args.prompt,
+            n=args.n,
+            sample_seed=args.sample_seed,
+            max_tokens=args.max_tokens,
+            temperature=args.temperature,
+            seed=args.seed,
+            judge=args.judge,
+            name=args.name,
+            system=args.system,
+            engine_plan=args.engine_plan,
+            memory_limit_gb=args.memory_limit_gb,
+            primary_engine_args=parse_options(args.primary_engine_args, "--primary-engine-args"),
+            candidate_engine_args=parse_options(args.candidate_engine_args, "--candidate-engine-args"),
+            backend=args.backend,
+            log=not args.no_log,
+            adapter_mode=args.adapter_mode,
+            threshold_options=parse_options(",".join(args.threshold), "--threshold"),
+        )
 
 
 @magics_class
@@ -72,29 +128,9 @@ class ShadowMagics(Magics):
     @user_errors
     def shadow(self, line, cell=None):
         """Run both models over the inputs; show the verdict; bind ``_shadow``."""
-        args = parse_line(self.shadow, line)
-        result = run_shadow(
-            self._inputs(args.inputs, cell or ""),
-            primary=args.primary,
-            candidate=args.candidate,
-            prompt=args.prompt,
-            n=args.n,
-            sample_seed=args.sample_seed,
-            max_tokens=args.max_tokens,
-            temperature=args.temperature,
-            seed=args.seed,
-            judge=args.judge,
-            name=args.name,
-            system=args.system,
-            engine_plan=args.engine_plan,
-            memory_limit_gb=args.memory_limit_gb,
-            primary_engine_args=parse_options(args.primary_engine_args, "--primary-engine-args"),
-            candidate_engine_args=parse_options(args.candidate_engine_args, "--candidate-engine-args"),
-            backend=args.backend,
-            log=not args.no_log,
-            adapter_mode=args.adapter_mode,
-            **parse_options(",".join(args.threshold), "--threshold"),
-        )
+        cmd = parse_command(self.shadow, line, ShadowCommand)
+        inputs = self._inputs(cmd.inputs, cell or "")
+        result = run_shadow(inputs, **as_kwargs(cmd, "inputs", "threshold_options"), **cmd.threshold_options)
         self.shell.user_ns["_shadow"] = result
         return result
 

@@ -6,20 +6,25 @@ Importing this package is cheap: anywidget and plotly load when a view is first 
 
 from __future__ import annotations
 
+from ..core.viewers import register_view
+
 
 def _review(result, **options):
+    # deferred: anywidget/plotly load on first use
     from .review import review_widget
 
     return review_widget(result, **options)
 
 
 def _plot(result, **options):
+    # deferred: anywidget/plotly load on first use
     from .plots import shadow_plots
 
     return shadow_plots(result, **options)
 
 
 def _actions(result, bundle):
+    # deferred: anywidget/plotly load on first use
     from .actions import with_actions
 
     return with_actions(result, bundle)
@@ -27,8 +32,6 @@ def _actions(result, bundle):
 
 def register_views() -> None:
     """Register ``review``, ``plot`` and the ShadowResult buttons with :mod:`llmops_magics.core.viewers`."""
-    from ..core.viewers import register_view
-
     register_view("review", _review)
     register_view("plot", _plot)
     register_view("shadow:bundle", _actions)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import ipywidgets as W
 
+from ..errors import LlmopsError
+
 
 def in_kernel() -> bool:
     """Whether widgets can talk to a frontend (an ipykernel, not a terminal)."""
@@ -38,8 +40,6 @@ class ShadowActions(W.VBox):
 
     def _open(self, what: str) -> None:
         from IPython.display import display
-
-        from ..errors import LlmopsError
 
         self.out.clear_output()
         with self.out:

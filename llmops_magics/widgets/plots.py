@@ -16,6 +16,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..core.display import esc, html_table, text_table
+from ..core.review.session import open_review
 
 VERDICT_COLOURS = {"equivalent": "#1a7f37", "better": "#0969da", "worse": "#cf222e", "inconclusive": "#9a6700"}
 SIDE_COLOURS = {"primary": "#636efa", "candidate": "#ef553b"}
@@ -158,8 +159,6 @@ def shadow_plots(result, *, review: bool = True, seed: int = 0) -> ShadowPlots:
     """
     tally = None
     if review:
-        from ..core.review.session import open_review
-
         tally = open_review(result, seed=seed).tally()
     panels = _panel_traces(result, tally)
     figures = {}

@@ -10,7 +10,10 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from lab_harness import CHROMIUM_ARGS, SCREENSHOTS, JupyterLab, LabPage, chromium_path  # noqa: E402
+from lab_harness import CHROMIUM_ARGS, JupyterLab, LabPage, chromium_path  # noqa: E402
+
+# The README's screenshots: written only when asked to (see ``screenshot_dir``).
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "img"
 
 
 @pytest.fixture(scope="session")

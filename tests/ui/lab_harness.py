@@ -3,8 +3,9 @@ driven by Playwright.
 
 Everything the server, its kernels and the browser write stays inside one tmp dir
 (HOME, JUPYTER_* and IPython dirs, the notebooks), so a test never touches the
-user's Jupyter state. Chromium is the system binary (``apt-get install chromium``):
-no browser is ever downloaded (never ``playwright install``).
+user's Jupyter state. The server is a ``servers.ServerProcess`` (port, log, bounded
+wait, stop). Chromium is the system binary (``apt-get install chromium``): no browser
+is ever downloaded (never ``playwright install``).
 
 Reused by every UI test (the lineage badges here, the A/B review widget elsewhere)::
 
@@ -21,12 +22,12 @@ import os
 import re
 import secrets
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+import requests
+from servers import ServerProcess  # tests/ is on sys.path (tests/conftest.py)
 
 CHROMIUM_ARGS = [
     "--headless",
@@ -38,17 +39,8 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 
-REPO = Path(__file__).resolve().parents[2]
-SCREENSHOTS = REPO / "docs" / "img"
-
 IDLE = re.compile(r"\|\s*Idle")
 EXECUTED = re.compile(r"\[\d+\]")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def chromium_path() -> str | None:
@@ -85,10 +77,8 @@ class JupyterLab:
     def __init__(self, root: Path, env: dict | None = None, user_settings: dict | None = None):
         self.root = Path(root)
         self.work = self.root / "work"
-        self.port = free_port()
+        self.server = ServerProcess("jupyter lab", self.root / "jupyter-lab.log")
         self.token = secrets.token_hex(16)
-        self.proc: subprocess.Popen | None = None
-        self.log_path = self.root / "jupyter-lab.log"
         self._extra_env = dict(env or {})
         self._user_settings = {
             # No news prompt over the notebook.
@@ -97,8 +87,16 @@ class JupyterLab:
         }
 
     @property
+    def port(self) -> int:
+        return self.server.port
+
+    @property
+    def log_path(self) -> Path:
+        return self.server.log_path
+
+    @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self.server.base_url
 
     def url(self, path: str = "lab") -> str:
         sep = "&" if "?" in path else "?"
@@ -132,8 +130,6 @@ class JupyterLab:
         return env
 
     def start(self, timeout_s: float = 90) -> JupyterLab:
-        import requests
-
         self.work.mkdir(parents=True, exist_ok=True)
         cmd = [
             sys.executable,
@@ -148,49 +144,21 @@ class JupyterLab:
             f"--ServerApp.root_dir={self.work}",
             "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
         ]
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            cmd, env=self._env(), cwd=self.work, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        self.server.start(
+            cmd, ready_url=self.url("api/status"), env=self._env(), cwd=self.work, timeout_s=timeout_s, poll_s=0.3
         )
-        deadline = time.time() + timeout_s
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"jupyter lab exited: {self.log_tail()}")
-            try:
-                if requests.get(self.url("api/status"), timeout=1).status_code == 200:
-                    return self
-            except requests.RequestException:
-                pass
-            time.sleep(0.3)
-        self.stop()
-        raise RuntimeError(f"jupyter lab did not answer in {timeout_s} s: {self.log_tail()}")
+        return self
 
     def log_tail(self, n: int = 3000) -> str:
-        return self.log_path.read_text(errors="replace")[-n:] if self.log_path.exists() else ""
+        return self.server.log_tail(n)
 
     def stop(self) -> None:
-        """Shut the server down (it stops its kernels), then make sure of it by PID."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        import requests
-
-        try:
-            requests.post(self.url("api/shutdown"), timeout=5)
-            self.proc.wait(20)
-        except (requests.RequestException, subprocess.TimeoutExpired):
-            pass
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        """Ask the server to shut down (it ends its kernels), then make sure of it: no
+        process it started is left."""
+        self.server.stop(ask=lambda: requests.post(self.url("api/shutdown"), timeout=5).raise_for_status())
 
     def end_sessions(self, name: str | None = None) -> None:
         """Shut down the kernels of the notebook ``name`` (all notebooks when None)."""
-        import requests
-
         sessions = requests.get(self.url("api/sessions"), timeout=10).json()
         for s in sessions:
             if name is None or s.get("path") == name:

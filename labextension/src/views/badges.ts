@@ -82,8 +82,20 @@ export function badgeDetails(record: LineageRecord, base: string): HTMLElement {
     record.execution_count !== null ? h('span', {}, `execution [${record.execution_count}]`) : null
   );
   const digestRows = [
-    ...record.prompts.map(p => ['prompt', p.name, versionLabel(p.version), shortDigest(p.digest), '']),
-    ...record.models.map(m => ['model', m.name, versionLabel(m.version), shortDigest(m.digest), m.backend])
+    ...record.prompts.map(p => [
+      'prompt',
+      p.name,
+      versionLabel(p.version),
+      shortDigest(p.digest),
+      ''
+    ]),
+    ...record.models.map(m => [
+      'model',
+      m.name,
+      versionLabel(m.version),
+      shortDigest(m.digest),
+      m.backend
+    ])
   ];
   const pinRows = record.pins.map(p => [
     p.kind,
@@ -123,7 +135,10 @@ export function renderBadges(record: LineageRecord, options: BadgeOptions): HTML
   );
   const root = h(
     'details',
-    { class: `jp-llmops-lineage jp-llmops-from-${options.source}`, dataset: { source: options.source } },
+    {
+      class: `jp-llmops-lineage jp-llmops-from-${options.source}`,
+      dataset: { source: options.source }
+    },
     summary,
     badgeDetails(record, options.mlflowBase)
   );
@@ -135,5 +150,9 @@ export function renderBadges(record: LineageRecord, options: BadgeOptions): HTML
 
 /** Shown in place of badges when a payload cannot be read. */
 export function renderLineageError(message: string): HTMLElement {
-  return h('div', { class: 'jp-llmops-lineage jp-llmops-lineage-invalid' }, `LLMOps lineage: ${message}`);
+  return h(
+    'div',
+    { class: 'jp-llmops-lineage jp-llmops-lineage-invalid' },
+    `LLMOps lineage: ${message}`
+  );
 }

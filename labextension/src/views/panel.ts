@@ -35,7 +35,10 @@ function pinsSection(state: PinState | null, actions: PanelActions): HTMLElement
   const items = state.pins.map(p =>
     h(
       'li',
-      { class: `jp-llmops-pin${p.drift ? ' jp-llmops-pin-drift' : ''}`, title: p.digest || undefined },
+      {
+        class: `jp-llmops-pin${p.drift ? ' jp-llmops-pin-drift' : ''}`,
+        title: p.digest || undefined
+      },
       h('span', { class: 'jp-llmops-pin-name' }, `${p.kind} ${p.name} ${versionLabel(p.version)}`),
       p.alias ? h('span', { class: 'jp-llmops-pin-alias' }, ` @${p.alias}`) : null,
       p.digest ? h('span', { class: 'jp-llmops-pin-digest' }, ` ${shortDigest(p.digest)}`) : null,
@@ -62,7 +65,11 @@ function pinsSection(state: PinState | null, actions: PanelActions): HTMLElement
     h('ul', { class: 'jp-llmops-pin-list' }, ...items),
     h(
       'a',
-      { class: 'jp-llmops-panel-origin', href: '#', onclick: ev => (ev.preventDefault(), actions.revealCell(state.cellKey)) },
+      {
+        class: 'jp-llmops-panel-origin',
+        href: '#',
+        onclick: ev => (ev.preventDefault(), actions.revealCell(state.cellKey))
+      },
       `kernel state${where}`
     )
   );
@@ -103,10 +110,18 @@ function shadowSection(shadows: ShadowEntry[], base: string, actions: PanelActio
     const url = runUrl(base, { run_id: s.run_id, experiment_id: s.experiment_id });
     return h(
       'li',
-      { class: 'jp-llmops-shadow-item', role: 'button', onclick: () => actions.revealCell(s.cellKey) },
+      {
+        class: 'jp-llmops-shadow-item',
+        role: 'button',
+        onclick: () => actions.revealCell(s.cellKey)
+      },
       h('span', { class: 'jp-llmops-shadow-name' }, s.name),
       ' ',
-      h('span', { class: `jp-llmops-verdict jp-llmops-verdict-${s.verdict.replace(/[^a-z0-9_-]/gi, '')}` }, s.verdict),
+      h(
+        'span',
+        { class: `jp-llmops-verdict jp-llmops-verdict-${s.verdict.replace(/[^a-z0-9_-]/gi, '')}` },
+        s.verdict
+      ),
       url ? h('a', { class: 'jp-llmops-run', href: url, title: s.run_id }, ' ↗') : null
     );
   });
@@ -123,7 +138,11 @@ export function renderPanel(data: PanelData, actions: PanelActions): HTMLElement
       'header',
       { class: 'jp-llmops-panel-header' },
       h('h2', {}, 'LLMOps'),
-      h('div', { class: 'jp-llmops-panel-notebook' }, data.notebookName ?? 'Open a notebook to see its lineage.')
+      h(
+        'div',
+        { class: 'jp-llmops-panel-notebook' },
+        data.notebookName ?? 'Open a notebook to see its lineage.'
+      )
     ),
     pinsSection(data.pins, actions),
     cellsSection(data.cells, data.mlflowBase, actions),
@@ -131,7 +150,11 @@ export function renderPanel(data: PanelData, actions: PanelActions): HTMLElement
     section(
       'MLflow',
       base
-        ? h('a', { class: 'jp-llmops-mlflow-link', href: `${base}/#/experiments` }, `Open the MLflow UI ↗ (${base})`)
+        ? h(
+            'a',
+            { class: 'jp-llmops-mlflow-link', href: `${base}/#/experiments` },
+            `Open the MLflow UI ↗ (${base})`
+          )
         : empty('Set the MLflow UI base URL in Settings > LLMOps.')
     )
   );

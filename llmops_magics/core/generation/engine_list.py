@@ -33,7 +33,7 @@ class EngineTable:
     rows: list[list]
 
     def to_pandas(self):
-        import pandas as pd
+        import pandas as pd  # deferred: pandas takes a second to import, and only this needs it
 
         return pd.DataFrame(self.rows, columns=_HEADERS)
 

@@ -2,9 +2,11 @@
 
 One engine per (backend, base weights, engine options): starting vLLM costs tens of
 seconds, so engines are cached and LoRA adapters ride on the base engine per request.
-This module owns the cache key (:func:`engine_key`): options are normalized first
-(defaults filled in, the device's dtype chosen), so ``dtype=float32`` spelled out and
-the CPU default are one engine, and nobody outside reads the cache directly.
+This module owns the cache and its key (:func:`engine_key`, a :class:`CacheKey`):
+options are normalized first (defaults filled in, the device's dtype chosen), so
+``dtype=float32`` spelled out and the CPU default are one engine. Nobody outside reads
+the cache: callers ask :func:`is_loaded`, :func:`get_engine`, :func:`release_if_loaded`
+and :func:`engines`, and every read or write of it holds ``_lock``.
 """
 
 from __future__ import annotations
@@ -16,16 +18,30 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ...backends import openai_backend, transformers_backend, vllm_backend
 from ...backends.base import Generator
 from ...backends.engine_logs import bar_target, engine_output, route_engine_logs, tail
 from ...config import Settings, settings
 from ...errors import BackendUnavailable, BadInput
 
+# Re-entrant: get_engine holds it while an engine starts, and the start names the
+# engine and builds its key under the same lock.
 _lock = threading.RLock()
-_engines: dict[tuple, Engine] = {}
+_engines: dict[CacheKey, Engine] = {}
+# (backend asked for, weights, endpoint) -> the backend that answered ("auto" resolved).
 _choices: dict[tuple, BackendChoice] = {}
 # Lines of an engine's log shown with a start failure.
 FAILURE_TAIL = 8
+
+
+@dataclass(frozen=True)
+class CacheKey:
+    """Identifies one cached engine: two calls with equal keys share one engine."""
+
+    backend: str
+    model_path: str
+    endpoint: str  # the server's address for ``openai``, else empty
+    options: tuple  # normalized engine options, sorted (name, value) pairs
 
 
 @dataclass(frozen=True)
@@ -43,7 +59,7 @@ class Engine:
     name: str
     generator: Generator
     choice: BackendChoice
-    key: tuple
+    key: CacheKey | None  # set by get_engine once the backend that answered is known
     model: str  # the label of the model it was started for
     started_at: float
     start_s: float
@@ -74,44 +90,58 @@ class Engine:
 
 def _options(backend: str, cfg: Settings) -> tuple:
     if backend == "vllm":
-        from ...backends.vllm_backend import engine_options
+        options = vllm_backend.engine_options(cfg.engine_args)
     elif backend == "transformers":
-        from ...backends.transformers_backend import engine_options
+        options = transformers_backend.engine_options(cfg.engine_args)
     else:  # a remote server's options are its own
         return ()
-    return tuple(sorted(engine_options(cfg.engine_args).items(), key=str))
+    return tuple(sorted(options.items(), key=str))
+
+
+def _choice_key(model_path: str, cfg: Settings, wanted: str) -> tuple:
+    return (wanted, str(model_path), cfg.endpoint)
 
 
 def _predicted_backend(model_path: str, cfg: Settings, wanted: str) -> str:
-    cached = _choices.get((wanted, model_path, cfg.endpoint))
+    with _lock:
+        cached = _choices.get(_choice_key(model_path, cfg, wanted))
     if cached is not None:
         return cached.backend
     if wanted != "auto":
         return wanted
-    from ...backends.vllm_backend import vllm_version
-
-    return "vllm" if vllm_version() else "transformers"
+    return "vllm" if vllm_backend.vllm_version() else "transformers"
 
 
-def engine_key(model_path: str, cfg: Settings | None = None, *, backend: str | None = None) -> tuple:
+def engine_key(model_path: str, cfg: Settings | None = None, *, backend: str | None = None) -> CacheKey:
     """The cache key of the engine that serves ``model_path`` under ``cfg``.
 
     Two calls with equal keys share one engine; for ``auto`` the backend it picked (or
     would pick) is part of the key.
     """
     cfg = cfg or settings()
-    chosen = _predicted_backend(model_path, cfg, backend or cfg.backend)
-    try:
-        options = _options(chosen, cfg)
-    except Exception:  # not installed, or broken: the start will say what is wrong
-        options = tuple(sorted(cfg.engine_args.items(), key=str))
-    return (chosen, str(model_path), cfg.endpoint if chosen == "openai" else "", options)
+    with _lock:
+        chosen = _predicted_backend(model_path, cfg, backend or cfg.backend)
+        try:
+            options = _options(chosen, cfg)
+        except Exception:  # not installed, or broken: the start will say what is wrong
+            options = tuple(sorted(cfg.engine_args.items(), key=str))
+        return CacheKey(chosen, str(model_path), cfg.endpoint if chosen == "openai" else "", options)
 
 
 def is_loaded(model_path: str, cfg: Settings | None = None, *, backend: str | None = None) -> bool:
     """Whether the engine for ``model_path`` under ``cfg`` is up (costs no new memory)."""
     with _lock:
         return engine_key(model_path, cfg, backend=backend) in _engines
+
+
+def release_if_loaded(model_path: str, cfg: Settings | None = None, *, backend: str | None = None) -> bool:
+    """Stop the engine for ``model_path`` under ``cfg`` if one is up; whether one was."""
+    with _lock:
+        engine = _engines.get(engine_key(model_path, cfg, backend=backend))
+    if engine is None:
+        return False
+    release(engine.generator)
+    return True
 
 
 def get_generator(
@@ -145,7 +175,7 @@ def get_engine(
         # would replace the first, and the first one's teardown breaks the second.
         engine = _engines.get(engine_key(model_path, cfg, backend=wanted))
         if engine is not None:
-            _choices.setdefault((wanted, model_path, cfg.endpoint), engine.choice)
+            _choices.setdefault(_choice_key(model_path, cfg, wanted), engine.choice)
             if label not in engine.models:
                 engine.models.append(label)
             return engine
@@ -155,13 +185,14 @@ def get_engine(
             engine.generator.close()
             engine = _engines[engine.key]
         _engines[engine.key] = engine
-        _choices[(wanted, model_path, cfg.endpoint)] = engine.choice
+        _choices[_choice_key(model_path, cfg, wanted)] = engine.choice
         return engine
 
 
 def _name(backend: str, label: str) -> str:
     base = re.sub(r"[^0-9A-Za-z_.@/-]+", "-", f"{backend}/{label}")
-    taken = {e.name for e in _engines.values()}
+    with _lock:
+        taken = {e.name for e in _engines.values()}
     name, n = base, 1
     while name in taken:
         n += 1
@@ -172,14 +203,12 @@ def _name(backend: str, label: str) -> str:
 def _start(model_path: str, cfg: Settings, wanted: str, label: str) -> Engine:
     route_engine_logs(cfg.log_file, verbose=cfg.verbose)
     if wanted == "openai":
-        from ...backends.openai_backend import OpenAIGenerator
-
         choice = BackendChoice("openai", f"endpoint {cfg.endpoint}")
-        return _timed_start("OpenAI-compatible", label, choice, cfg, lambda log: OpenAIGenerator(cfg.endpoint))
+        return _timed_start(
+            "OpenAI-compatible", label, choice, cfg, lambda log: openai_backend.OpenAIGenerator(cfg.endpoint)
+        )
     if wanted in ("vllm", "auto"):
-        from ...backends.vllm_backend import VllmGenerator, vllm_version
-
-        version = vllm_version()
+        version = vllm_backend.vllm_version()
         if version is None:
             if wanted == "vllm":
                 raise BackendUnavailable("vLLM is not installed", extra="cpu")
@@ -191,7 +220,7 @@ def _start(model_path: str, cfg: Settings, wanted: str, label: str) -> Engine:
                     label,
                     BackendChoice("vllm", f"vLLM {version} started"),
                     cfg,
-                    lambda log: VllmGenerator(model_path, cfg.engine_args, log_file=log),
+                    lambda log: vllm_backend.VllmGenerator(model_path, cfg.engine_args, log_file=log),
                 )
             except BackendUnavailable as e:
                 if wanted == "vllm":
@@ -200,16 +229,18 @@ def _start(model_path: str, cfg: Settings, wanted: str, label: str) -> Engine:
         choice = BackendChoice("transformers", f"fallback: {reason}")
     else:
         choice = BackendChoice("transformers", "chosen in settings")
-    from ...backends.transformers_backend import TransformersGenerator
-
     return _timed_start(
-        "transformers", label, choice, cfg, lambda log: TransformersGenerator(model_path, cfg.engine_args, log_file=log)
+        "transformers",
+        label,
+        choice,
+        cfg,
+        lambda log: transformers_backend.TransformersGenerator(model_path, cfg.engine_args, log_file=log),
     )
 
 
 def _rss() -> int | None:
     try:
-        import psutil
+        import psutil  # optional: without it an engine's memory is shown as unknown
 
         return psutil.Process().memory_info().rss
     except Exception:  # psutil missing or /proc unreadable: memory is then unknown
@@ -218,7 +249,7 @@ def _rss() -> int | None:
 
 def _timed_start(what: str, label: str, choice: BackendChoice, cfg: Settings, start) -> Engine:
     """Start an engine with its output in its log and one ticking status line in the cell."""
-    from tqdm.auto import tqdm
+    from tqdm.auto import tqdm  # deferred: tqdm.auto loads the notebook widgets, needed only here
 
     name = _name(choice.backend, label)
     log_file = cfg.home / "logs" / "engines" / (re.sub(r"[^0-9A-Za-z_.-]+", "_", name) + ".log")
@@ -254,7 +285,7 @@ def _timed_start(what: str, label: str, choice: BackendChoice, cfg: Settings, st
             bar.close()
     rss1 = _rss()
     memory = rss1 - rss0 if rss0 is not None and rss1 is not None else None
-    return Engine(name, generator, choice, (), label, time.time() - seconds, seconds, memory, log_file, [label])
+    return Engine(name, generator, choice, None, label, time.time() - seconds, seconds, memory, log_file, [label])
 
 
 def _with_tail(message: str, log_file: Path, name: str) -> str:
@@ -273,10 +304,10 @@ def release(generator: Generator) -> None:
                 del _engines[key]
         # Keep a choice while another engine of the same weights (other engine args)
         # still serves it: forgetting it would start a duplicate of that live engine.
-        live = {(k[0], k[1]) for k in _engines}
-        for key, choice in list(_choices.items()):
-            if (choice.backend, key[1]) not in live:
-                del _choices[key]
+        live = {(k.backend, k.model_path) for k in _engines}
+        for asked, choice in list(_choices.items()):
+            if (choice.backend, asked[1]) not in live:
+                del _choices[asked]
     generator.close()
 
 
@@ -291,6 +322,7 @@ def release_all() -> None:
 
 
 def loaded_engines() -> list[Generator]:
+    """The generators of every engine this process holds."""
     with _lock:
         return [e.generator for e in _engines.values()]
 
@@ -319,7 +351,7 @@ def find_engine(name: str) -> Engine:
 
 def serving_for(model_path: str) -> list[dict]:
     """Serving parameters of every engine holding ``model_path`` (for the lockfile)."""
-    return [e.serving() for e in engines() if e.key[1] == str(model_path)]
+    return [e.serving() for e in engines() if e.key.model_path == str(model_path)]
 
 
 atexit.register(release_all)

@@ -11,8 +11,10 @@ from ...config import Settings, settings
 from ...errors import BadInput, TrackingError
 from .. import events, options, tracking
 from ..display import esc, html_table, run_link, text_table, warnings_block
+from ..registry.prompts import prompt_requests
+from ..registry.resolve import resolve_prompt
 from .engines import get_engine
-from .resolve import ResolvedModel, resolution_note, resolve_model
+from .resolve import ResolvedModel, resolution_note, resolve_chat_model
 
 
 @dataclass
@@ -90,7 +92,7 @@ class LlmResult:
         return {"text/plain": text + link_text + warn_text, "text/html": html}
 
     def to_pandas(self):
-        import pandas as pd
+        import pandas as pd  # deferred: pandas takes a second to import, and only this needs it
 
         return pd.DataFrame(
             {
@@ -164,8 +166,6 @@ def llm(
     sampling = options.sampling(max_tokens, temperature, seed)
     template = None
     if prompt is not None:
-        from ..registry.prompts import prompt_requests, resolve_prompt
-
         template = resolve_prompt(prompt, cfg)
         prompts, message_sets = prompt_requests(template, variables, prompts, each_line, system)
     else:
@@ -177,9 +177,7 @@ def llm(
         if not prompts:
             raise BadInput("no prompt given")
         message_sets = [_messages(p, system) for p in prompts]
-    resolved = resolve_model(model, cfg=cfg)
-    if resolved.kind != "chat":
-        raise BadInput(f"{resolved.label} is an embedding model: %%llm needs a chat model")
+    resolved = resolve_chat_model(model, cfg=cfg, purpose="%%llm needs a chat model")
     engine = get_engine(resolved.base_path, cfg, backend=backend, label=resolved.label)
     requests = [GenerationRequest(m, sampling, resolved.adapter) for m in message_sets]
     progress = f"generating with {resolved.label}" if len(requests) > 1 else None

@@ -54,7 +54,7 @@ def merged_copy(
     target = merged_dir(base_digest, adapter_digest, cfg)
     if (target / "config.json").is_file():
         return target, False
-    from tqdm.auto import tqdm
+    from tqdm.auto import tqdm  # deferred: tqdm.auto loads the notebook widgets, needed only here
 
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f".{target.name}.building-{os.getpid()}-{uuid.uuid4().hex[:6]}"
@@ -88,6 +88,7 @@ def _fd(stream) -> bool:
 
 
 def _merge(base: Path, adapter: Path, out: Path, bar) -> None:
+    # deferred: torch, peft and transformers take seconds to import; only a merge needs them
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -14,7 +14,8 @@ from pathlib import Path
 from ...backends.base import Adapter
 from ...backends.default_models import chat_model_dir, embedding_model_dir
 from ...config import DEFAULT_CHAT_REF, DEFAULT_EMBEDDING_REF, Settings, settings
-from ...errors import ModelNotFound
+from ...errors import BadInput, ModelNotFound
+from ..tracking import unavailable
 
 # Resolvers for named refs (the registry adds one); each returns a ResolvedModel or None.
 _named_resolvers: list = []
@@ -42,8 +43,6 @@ class ResolvedModel:
 def resolution_note(ref, resolved) -> str | None:
     """One line saying a ref was resolved without the registry (from a pin or the
     lockfile) while MLflow was unreachable; None otherwise."""
-    from ..tracking import unavailable
-
     via = getattr(resolved, "via", "")
     if via == "lockfile" or (via == "pin" and unavailable()):
         return f"{ref} resolved to {resolved.label} from the {via} (the registry was unreachable)"
@@ -84,6 +83,40 @@ def resolve_model(ref: str | None = None, *, kind: str = "chat", cfg: Settings |
     if _named_resolvers:
         hint += ", or a registered model (see %llm_model list)"
     raise ModelNotFound(f"unknown model {ref!r}: give {hint}")
+
+
+def resolve_chat_model(
+    ref: str | None = None, *, cfg: Settings | None = None, role: str | None = None, purpose: str = ""
+) -> ResolvedModel:
+    """Resolve a ref that must name a chat model (``llm``, each side of ``shadow``, a judge).
+
+    Parameters
+    ----------
+    ref : str, optional
+        As for :func:`resolve_model`.
+    role : str, optional
+        The option that named it (``primary``): an unknown ref then says ``--primary: ...``
+        and an embedding model ``--primary 'ref' is ...``.
+    purpose : str
+        Why a chat model is needed, ending the message about an embedding model.
+
+    Raises
+    ------
+    ModelNotFound
+        The ref names no model.
+    BadInput
+        It names an embedding model.
+    """
+    try:
+        model = resolve_model(ref, cfg=cfg)
+    except ModelNotFound as e:
+        if role is None:
+            raise
+        raise ModelNotFound(f"--{role}: {e}") from None
+    if model.kind != "chat":
+        named = f"--{role} {ref!r}" if role else model.label
+        raise BadInput(f"{named} is an embedding model" + (f": {purpose}" if purpose else ""))
+    return model
 
 
 def _resolve_folder(ref: str, path: Path, cfg: Settings) -> ResolvedModel:

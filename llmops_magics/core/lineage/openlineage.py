@@ -13,9 +13,9 @@ import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from ... import __version__
 from ...errors import BadInput
-from .record import derive
+from ...version import __version__
+from .derive import derive
 
 SPEC = "https://openlineage.io/spec/2-0-2/OpenLineage.json"
 FACETS = "https://openlineage.io/spec/facets"

@@ -22,7 +22,10 @@ from pathlib import Path
 from ...config import settings
 from ...errors import LlmopsError
 from .. import events, tracking
-from ..tracking.redact import redact, redact_obj, secret_env_values
+from ..tracking.redact import first_line, redact, redact_obj, secret_env_values
+from .derive import derive
+from .render import record_html, record_text
+from .ship import Shipper
 from .spool import Spool, spool_dir
 
 MIME = "application/vnd.llmops.lineage+json"
@@ -93,6 +96,7 @@ class LineageRecord:
             "tables": d["tables"],
             "shadow": d["shadow"],
             "adapter_checks": d["adapter_checks"],
+            "aliases": d["aliases"],
             "events": self.events,
             "summary": d["summary"],
         }
@@ -102,95 +106,7 @@ class LineageRecord:
         return f"lineage: {summary}" if summary else f"lineage: cell {self.execution_count} · {self.status}"
 
     def _repr_mimebundle_(self, include=None, exclude=None):
-        from .views import record_html, record_text
-
         return {MIME: self.bundle(), "text/plain": record_text(self), "text/html": record_html(self)}
-
-
-def _ref_parts(value) -> dict:
-    """``{"name", "version", "digest"}`` from a dict or a ``name/version`` label."""
-    if isinstance(value, dict):
-        return {"name": value.get("name"), "version": _str(value.get("version")), "digest": value.get("digest")}
-    name, _, version = str(value).partition("/")
-    return {"name": name, "version": version or None, "digest": None}
-
-
-def _str(v):
-    return None if v is None else str(v)
-
-
-def _add(items: list, item: dict) -> None:
-    if item not in items:
-        items.append(item)
-
-
-def derive(evs: list[dict]) -> dict:
-    """Summarize a cell's events into the lists the display bundle carries."""
-    prompts, models, runs, tables, shadow, checks = [], [], [], [], [], []
-    tokens = {"prompt": 0, "completion": 0}
-    latency = None
-    for e in evs:
-        kind = e.get("kind")
-        if e.get("run_id"):
-            _add(runs, {"run_id": e["run_id"], "experiment_id": _str(e.get("experiment_id")), "kind": kind})
-        for key in ("prompt", "prompt_ref"):
-            if e.get(key) and kind != "prompt_registered":
-                _add(prompts, _ref_parts(e[key]))
-        if kind == "generation":
-            model = _ref_parts(e.get("model_info") or e.get("model") or "")
-            model["version"] = _str(e.get("model_version")) or model["version"]
-            model["digest"] = e.get("model_digest") or model["digest"]
-            model["backend"] = e.get("backend")
-            model.update({k: e[k] for k in ("dtype", "device") if e.get(k)})  # how it was served
-            _add(models, model)
-            tokens["prompt"] += int(e.get("prompt_tokens") or 0)
-            tokens["completion"] += int(e.get("completion_tokens") or 0)
-            if e.get("latency_s") is not None:
-                latency = (latency or 0.0) + float(e["latency_s"])
-        elif kind == "prompt_registered":
-            _add(prompts, _ref_parts(e.get("prompt") or e))
-        elif kind == "model_registered":
-            m = _ref_parts(e.get("model") or e)
-            m["backend"] = e.get("backend")
-            _add(models, m)
-        elif kind == "shadow":
-            _add(shadow, {"name": e.get("name"), "verdict": e.get("verdict"), "run_id": e.get("run_id")})
-        elif kind == "adapter_check":
-            _add(checks, {"adapter": e.get("adapter"), "verdict": e.get("verdict"), "run_id": e.get("run_id")})
-        elif kind == "migration_step":
-            _add(
-                tables,
-                {
-                    "table": e.get("table"),
-                    "version_before": e.get("version_before"),
-                    "version_after": e.get("version_after"),
-                    "step": e.get("step"),
-                },
-            )
-    return {
-        "prompts": prompts,
-        "models": models,
-        "runs": runs,
-        "tables": tables,
-        "shadow": shadow,
-        "adapter_checks": checks,
-        "tokens": tokens,
-        "latency_s": latency,
-        "summary": _summary(prompts, models, runs, tables, shadow, checks),
-    }
-
-
-def _label(ref: dict) -> str:
-    return f"{ref['name']}/{ref['version']}" if ref.get("version") else str(ref.get("name"))
-
-
-def _summary(prompts, models, runs, tables, shadow, checks) -> str:
-    parts = [f"prompt {_label(p)}" for p in prompts] + [f"model {_label(m)}" for m in models]
-    parts += [f"shadow {s['name']} {s['verdict']}" for s in shadow]
-    parts += [f"adapter {c['adapter']} {c['verdict']}" for c in checks]
-    parts += [f"table {t['table']} v{t['version_before']}→v{t['version_after']}" for t in tables]
-    parts += [f"run {r['run_id'][:8]}" for r in runs]
-    return " · ".join(parts)
 
 
 class LineageRecorder:
@@ -227,8 +143,6 @@ class LineageRecorder:
         self.shipper = None
         self.preload_error: str | None = None
         if ship:
-            from .ship import Shipper
-
             try:
                 # Before the shipper thread exists: it must never be first to import
                 # mlflow or create the store (see tracking.preload).
@@ -277,7 +191,7 @@ class LineageRecorder:
             execution_count=int(execution_count or 0),
             status="error" if error is not None else "ok",
             error_type=type(error).__name__ if error is not None else None,
-            error=redact(_first_line(error), secrets) if error is not None else None,
+            error=redact(first_line(error), secrets) if error is not None else None,
             started=_iso(cell["t0"]),
             duration_s=round(duration, 6),
             source=redact(source, secrets),
@@ -307,11 +221,6 @@ class LineageRecorder:
         if self.shipper is not None:
             self.shipper.stop(ship_timeout_s)
         self.spool.close()
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0][:300] if text else ""
 
 
 _recorder: LineageRecorder | None = None

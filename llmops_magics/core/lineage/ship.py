@@ -23,11 +23,13 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from ...config import Settings, settings
 from ...errors import TrackingError
 from .. import tracking
+from .derive import derive
 from .spool import Spool, mark_acked, pending, problem
 
 RECORDS_FILE = "lineage/records.jsonl"
@@ -105,8 +107,6 @@ def _session_run(client, exp_id: str, record: dict) -> str:
 
 
 def _ms(iso: str) -> int:
-    from datetime import datetime
-
     return int(datetime.fromisoformat(iso).timestamp() * 1000)
 
 
@@ -127,8 +127,6 @@ def _existing(client, cfg: Settings, run_id: str) -> dict[str, dict]:
 
 
 def _table(records: list[dict]) -> dict:
-    from .record import derive
-
     columns = [
         "execution_count",
         "cell_id",
@@ -168,10 +166,6 @@ def _table(records: list[dict]) -> dict:
 
 
 def _ship_session(client, cfg: Settings, exp_id: str, records: list[dict]) -> tuple[str, int]:
-    from mlflow.entities import Metric
-
-    from .record import derive
-
     run_id = _session_run(client, exp_id, records[0])
     have = _existing(client, cfg, run_id)
     new = [r for r in records if r["record_id"] not in have]
@@ -184,11 +178,11 @@ def _ship_session(client, cfg: Settings, exp_id: str, records: list[dict]) -> tu
         metrics = []
         for r in new:
             ts, step = _ms(r["started"]), int(r.get("execution_count") or 0)
-            metrics.append(Metric("cell_duration_s", float(r.get("duration_s") or 0.0), ts, step))
+            metrics.append(("cell_duration_s", float(r.get("duration_s") or 0.0), ts, step))
             tokens = derive(r.get("events") or [])["tokens"]["completion"]
             if tokens:
-                metrics.append(Metric("cell_completion_tokens", float(tokens), ts, step))
-        client.log_batch(run_id, metrics=metrics)
+                metrics.append(("cell_completion_tokens", float(tokens), ts, step))
+        tracking.log_batch(client, run_id, metrics=metrics)
         _link_children(client, run_id, new)
         client.set_tag(run_id, "llmops.lineage.cells", str(len(ordered)))
         tracking.terminate(client, run_id, "FINISHED", max(_ms(r["started"]) for r in ordered))

@@ -21,7 +21,10 @@ from __future__ import annotations
 import json
 import os
 import threading
+from datetime import datetime
 from pathlib import Path
+
+from ...errors import ConfigError
 
 SPOOL_SUFFIX = ".jsonl"
 ACK_SUFFIX = ".acked"
@@ -53,8 +56,6 @@ class Spool:
 
     def __init__(self, directory: Path, session_id: str, *, fsync: str = "background"):
         if fsync not in ("background", "cell"):
-            from ...errors import ConfigError
-
             raise ConfigError(f"lineage fsync must be 'background' or 'cell', got {fsync!r}")
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -110,8 +111,6 @@ def problem(obj, *, strict: bool = True) -> str | None:
         if name in obj and (not isinstance(value, kind) or isinstance(value, bool)):
             return f"{name} has the wrong type ({type(value).__name__})"
     try:
-        from datetime import datetime
-
         datetime.fromisoformat(obj["started"])
     except ValueError:
         return "started is not an ISO time"

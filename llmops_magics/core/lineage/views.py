@@ -14,7 +14,10 @@ from ...config import settings
 from ...errors import BadInput
 from ..display import esc, html_table, text_table
 from ..tracking import public_uri
-from .record import LineageRecord, current_recorder, derive
+from .derive import derive
+from .openlineage import check_destination, export_events
+from .record import LineageRecord, current_recorder
+from .ship import ship_once
 from .spool import read_records, spool_dir, spool_files
 
 _COLUMNS = ["cell", "status", "duration_s", "summary", "source"]
@@ -30,26 +33,6 @@ def _row(r: LineageRecord) -> list:
         summary,
         r.source.strip().splitlines()[0][:60] if r.source.strip() else "",
     ]
-
-
-def record_text(r: LineageRecord) -> str:
-    d = derive(r.events)
-    lines = [
-        r.text_line(),
-        f"record {r.record_id} · session {r.session_id[:8]} · cell {r.cell_id or '-'} · "
-        f"{r.status}{' ' + r.error_type if r.error_type else ''} · {r.duration_s:.3f} s · {r.started}",
-        f"source {r.source_digest}",
-    ]
-    if r.pins:
-        lines.append("pins: " + ", ".join(f"{p.get('kind')} {p.get('name')}/{p.get('version')}" for p in r.pins))
-    if d["tokens"]["prompt"] or d["tokens"]["completion"]:
-        lines.append(f"tokens {d['tokens']['prompt']} in / {d['tokens']['completion']} out")
-    return "\n".join(lines)
-
-
-def record_html(r: LineageRecord) -> str:
-    body = "".join(f"<div>{esc(line)}</div>" for line in record_text(r).splitlines())
-    return f"<div class='llmops-lineage'>{body}<pre>{esc(r.source)}</pre></div>"
 
 
 @dataclass
@@ -170,8 +153,6 @@ def lineage_cell(key: str | int) -> LineageRecord:
 
 def lineage_sync() -> SyncResult:
     """Ship every spooled record (all sessions of the home) to MLflow now."""
-    from .ship import ship_once
-
     rec = current_recorder()
     report = rec.shipper.ship() if rec is not None and rec.shipper else ship_once(spool_dir(settings().home))
     return SyncResult(
@@ -188,8 +169,6 @@ def lineage_sync() -> SyncResult:
 
 def export_openlineage(path: str | Path, *, all_sessions: bool = False) -> ExportResult:
     """Write this session's records (or every session in the home) as OpenLineage RunEvents."""
-    from .openlineage import check_destination, export_events
-
     # A bad destination is the user's first problem to hear about, records or not.
     check_destination(path)
     rec = current_recorder()

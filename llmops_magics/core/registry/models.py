@@ -1,125 +1,41 @@
 """Models registered in the MLflow Model Registry without copying their weights.
 
-A registration is MLflow 3's external-model path: an MLflow run holds the manifest
-(``manifest.json``: base folder or hub id + revision, sha256 of every file, the adapter and
-its digest, serving params, kind), a ``LoggedModel`` tagged ``mlflow.model.isExternal``
-carries the same manifest, and a registered model version points at it. The weights stay
-where they are; their digests say whether they are still the same bytes.
-
-File digests are streamed and cached by (path, size, mtime) in the model cache, so
-registering or pinning unchanged files again reads no weight bytes.
+A registration is MLflow 3's external-model path: an MLflow run holds the manifest (see
+:mod:`.manifest`), a ``LoggedModel`` tagged ``mlflow.model.isExternal`` carries the same
+manifest, and a registered model version points at it. The weights stay where they are.
+:data:`MODELS` is the model kind of the registry (see :mod:`.base`): the MLflow calls
+behind model aliases and tags. Resolving a ref through the pins first is :mod:`.resolve`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from ...backends.base import Adapter
-from ...backends.files import sha256_file
 from ...config import DEFAULT_CHAT_REF, DEFAULT_EMBEDDING_REF, Settings, settings
 from ...errors import BadInput, ModelNotFound
 from .. import events
 from ..display import esc, html_table, text_table
-from ..generation.resolve import ResolvedModel, register_resolver
 from ..tracking import (
-    MlflowUnavailable,
     bounded_command,
     client,
     experiment_id,
+    is_not_found,
     mlflow_errors,
     read_artifact,
     terminate,
 )
+from .base import RegistryKind
 from .common import now_iso, short, who
-from .refs import check_alias_name, check_name, parse_ref
+from .manifest import MANIFEST, FileDigest, ModelRef, describe_files, from_manifest, manifest_digest, same_version
+from .refs import Ref, check_alias_name, check_name, parse_ref
 
-KINDS = ("chat", "embedding")
-MANIFEST = "manifest.json"
 _cache_lock = threading.Lock()
-_versions: dict[tuple[str, str, int], ModelRef] = {}
-
-
-@dataclass(frozen=True)
-class FileDigest:
-    """One file of a registered model: where it sits (base or adapter), size, sha256."""
-
-    part: str
-    path: str
-    size: int
-    sha256: str
-
-
-@dataclass(frozen=True)
-class ModelRef:
-    """One immutable registered model version and what it is made of."""
-
-    name: str
-    version: int
-    kind: str
-    base: str
-    base_path: str
-    base_digest: str
-    digest: str
-    revision: str | None = None
-    adapter_path: str | None = None
-    adapter_digest: str | None = None
-    params: dict = field(default_factory=dict)
-    files: tuple = ()
-
-    def __hash__(self):
-        return hash((self.name, self.version, self.digest))
-
-    @property
-    def label(self) -> str:
-        return f"{self.name}/{self.version}"
-
-    def resolved(self, ref: str | None = None, *, via: str = "") -> ResolvedModel:
-        """What a backend loads: the base folder plus the adapter, if any."""
-        adapter = Adapter(f"{self.name}-v{self.version}", self.adapter_path) if self.adapter_path else None
-        return ResolvedModel(
-            ref or self.label,
-            self.name,
-            self.base_path,
-            adapter,
-            str(self.version),
-            self.kind,
-            dict(self.params),
-            digest=self.digest,
-            via=via,
-        )
-
-    def file_path(self, f: FileDigest) -> Path:
-        return Path(self.adapter_path if f.part == "adapter" else self.base_path) / f.path
-
-    def file_stats(self) -> dict:
-        """path -> (size, mtime_ns) now: a cheap "did anything touch the files" snapshot."""
-        out = {}
-        for f in self.files:
-            p = self.file_path(f)
-            try:
-                st = p.stat()
-                out[str(p)] = (st.st_size, st.st_mtime_ns)
-            except OSError:
-                out[str(p)] = None
-        return out
-
-    def changed_files(self, cfg: Settings | None = None) -> list[str]:
-        """Files whose bytes differ from the registration (re-hashes only touched files)."""
-        cache = (cfg or settings()).model_cache
-        changed = []
-        for f in self.files:
-            p = self.file_path(f)
-            if not p.is_file():
-                changed.append(f"{f.path} (missing)")
-            elif p.stat().st_size != f.size or sha256_file(p, cache_dir=cache) != f.sha256:
-                changed.append(f.path)
-        return changed
+_versions: dict[tuple[str, str, int], ModelRef] = {}  # versions are immutable: cache them
 
 
 @dataclass(frozen=True)
@@ -173,139 +89,6 @@ class ModelList:
         return {"text/plain": text_table(self._HEADERS, rows), "text/html": html_table(self._HEADERS, rows)}
 
 
-# ---------------------------------------------------------------- files and digests
-
-
-def _folder_files(root: Path) -> list[Path]:
-    # Every file counts (config and tokenizer change behaviour as much as weights do);
-    # hidden files and folders (.cache, .git) are bookkeeping, not the model.
-    files = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        files.extend(Path(dirpath) / n for n in sorted(filenames) if not n.startswith("."))
-    return files
-
-
-def _digest_folder(part: str, root: Path, cfg: Settings, bar) -> tuple[list[FileDigest], str]:
-    out = []
-    for p in _folder_files(root):
-        bar.set_postfix_str(p.name, refresh=False)
-        out.append(
-            FileDigest(
-                part, p.relative_to(root).as_posix(), p.stat().st_size, sha256_file(p, cache_dir=cfg.model_cache)
-            )
-        )
-        bar.update(out[-1].size)
-    if not out:
-        raise BadInput(f"{root} holds no files: give a model folder")
-    h = hashlib.sha256()
-    for f in out:
-        h.update(f"{f.path}\0{f.size}\0{f.sha256}\n".encode())
-    return out, h.hexdigest()
-
-
-def _resolve_base(base: str, revision: str | None, kind: str, cfg: Settings) -> tuple[Path, str | None]:
-    """(local folder, revision) for 'default', a folder, or a hub id already in the local cache."""
-    if base in (DEFAULT_CHAT_REF, DEFAULT_EMBEDDING_REF):
-        from ...backends.default_models import chat_model_dir, embedding_model_dir
-
-        if kind == "embedding" or base == DEFAULT_EMBEDDING_REF:
-            return embedding_model_dir(), revision
-        return chat_model_dir(cfg.model_cache), revision
-    path = Path(base).expanduser()
-    if path.is_dir():
-        if not (path / "config.json").is_file() and not (path / "modules.json").is_file():
-            raise BadInput(f"{path} is not a model folder (no config.json): give the folder that holds the weights")
-        return path.resolve(), revision
-    if "/" in base and not base.startswith((".", "/", "~")):
-        # A hub id: use the copy already in the local Hugging Face cache; never download.
-        try:
-            from huggingface_hub import snapshot_download
-
-            local = Path(snapshot_download(base, revision=revision, local_files_only=True))
-            return local, revision or local.name
-        except Exception:
-            pass
-    raise BadInput(
-        f"base {base!r} is not a local folder nor in the local Hugging Face cache "
-        "(nothing is downloaded here): give 'default' or a model folder"
-    )
-
-
-def _parse_params(params) -> dict:
-    if params is None:
-        return {}
-    if isinstance(params, dict):
-        return dict(params)
-    out = {}
-    for item in params:
-        key, sep, value = str(item).partition("=")
-        if not sep or not key.strip():
-            raise BadInput(f"--param {item!r} is not KEY=VALUE (e.g. --param max_model_len=2048)")
-        try:
-            out[key.strip()] = json.loads(value)
-        except ValueError:
-            out[key.strip()] = value
-    return out
-
-
-def _manifest(
-    name, kind, base, base_path, revision, base_files, base_digest, adapter_path, adapter_files, adapter_digest, params
-) -> dict:
-    return {
-        "schema": 1,
-        "name": name,
-        "kind": kind,
-        "base": {
-            "ref": base,
-            "path": str(base_path),
-            "revision": revision,
-            "digest": base_digest,
-            "files": [[f.path, f.size, f.sha256] for f in base_files],
-        },
-        "adapter": None
-        if adapter_path is None
-        else {
-            "path": str(adapter_path),
-            "digest": adapter_digest,
-            "files": [[f.path, f.size, f.sha256] for f in adapter_files],
-        },
-        "params": params,
-    }
-
-
-def manifest_digest(manifest: dict) -> str:
-    """sha256 of what a version *is* (contents, kind, params), not where its files sit."""
-    core = {
-        "kind": manifest["kind"],
-        "params": manifest["params"],
-        "base": {"revision": manifest["base"]["revision"], "digest": manifest["base"]["digest"]},
-        "adapter": manifest["adapter"] and {"digest": manifest["adapter"]["digest"]},
-    }
-    return hashlib.sha256(json.dumps(core, sort_keys=True).encode()).hexdigest()
-
-
-def _from_manifest(version: int, m: dict) -> ModelRef:
-    files = [FileDigest("base", *f) for f in m["base"]["files"]]
-    adapter = m.get("adapter")
-    if adapter:
-        files += [FileDigest("adapter", *f) for f in adapter["files"]]
-    return ModelRef(
-        name=m["name"],
-        version=version,
-        kind=m["kind"],
-        base=m["base"]["ref"],
-        base_path=m["base"]["path"],
-        base_digest=m["base"]["digest"],
-        digest=manifest_digest(m),
-        revision=m["base"]["revision"],
-        adapter_path=adapter["path"] if adapter else None,
-        adapter_digest=adapter["digest"] if adapter else None,
-        params=dict(m.get("params") or {}),
-        files=tuple(files),
-    )
-
-
 # ---------------------------------------------------------------- registry
 
 
@@ -334,86 +117,40 @@ def register_model(
     -------
     ModelRegistration
     """
-    from tqdm.auto import tqdm
-
-    from ...backends import files as files_mod
-
     cfg = cfg or settings()
     name = check_name(name, "model name")
     if name in (DEFAULT_CHAT_REF, DEFAULT_EMBEDDING_REF):
         raise BadInput(f"{name!r} is the embedded default model's name: pick another (e.g. chat)")
-    if kind not in KINDS:
-        raise BadInput(f"unknown kind {kind!r}: choose chat or embedding")
     if alias is not None:
         check_alias_name(alias)
-    params = _parse_params(params)
-    base_path, revision = _resolve_base(str(base), revision, kind, cfg)
-    adapter_path = None
-    if adapter:
-        adapter_path = Path(adapter).expanduser()
-        if not (adapter_path / "adapter_config.json").is_file():
-            raise BadInput(f"--adapter {adapter} is not a PEFT adapter folder (no adapter_config.json)")
-        adapter_path = adapter_path.resolve()
-    before = files_mod.bytes_hashed
-    todo = [p for root in (base_path, adapter_path) if root for p in _folder_files(root)]
-    try:
-        with tqdm(
-            total=sum(p.stat().st_size for p in todo), unit="B", unit_scale=True, desc=f"digests of {name}", leave=False
-        ) as bar:
-            base_files, base_digest = _digest_folder("base", base_path, cfg, bar)
-            adapter_files, adapter_digest = ([], None)
-            if adapter_path:
-                adapter_files, adapter_digest = _digest_folder("adapter", adapter_path, cfg, bar)
-    except OSError as e:
-        raise BadInput(f"cannot read {e.filename or 'a model file'}: {e.strerror or e}") from None
-    hashed = files_mod.bytes_hashed - before
-    manifest = _manifest(
-        name,
-        kind,
-        str(base),
-        base_path,
-        revision,
-        base_files,
-        base_digest,
-        adapter_path,
-        adapter_files,
-        adapter_digest,
-        params,
-    )
-    digest = manifest_digest(manifest)
+    manifest, hashed = describe_files(name, base, revision=revision, adapter=adapter, params=params, kind=kind, cfg=cfg)
     latest = _latest(name, cfg)
-    if (
-        latest is not None
-        and latest.digest == digest
-        and latest.base_path == str(base_path)
-        and latest.adapter_path == (str(adapter_path) if adapter_path else None)
-    ):
-        model, created = latest, False
-    else:
-        model, created = _create_version(name, manifest, digest, message, cfg), True
+    created = latest is None or not same_version(latest, manifest)
+    model = _create_version(name, manifest, message, cfg) if created else latest
+    if created:
         events.emit(
             events.ModelRegistered(
                 name=name,
                 version=model.version,
-                model_kind=kind,
-                digest=digest,
-                base_digest=base_digest,
-                adapter_digest=adapter_digest,
+                model_kind=model.kind,
+                digest=model.digest,
+                base_digest=model.base_digest,
+                adapter_digest=model.adapter_digest,
             )
         )
     if alias is not None:
-        from .aliases import move_alias
-
-        move_alias("model", name, alias, model.version, cfg=cfg)
+        MODELS.move_alias(name, alias, model.version, cfg=cfg)
     return ModelRegistration(model, created, alias, hashed)
 
 
-def _create_version(name: str, manifest: dict, digest: str, message: str | None, cfg: Settings) -> ModelRef:
+def _create_version(name: str, manifest: dict, message: str | None, cfg: Settings) -> ModelRef:
+    # deferred: mlflow is heavy; only a new version needs its model-spec helpers
     from mlflow.entities import LoggedModelStatus
     from mlflow.models.utils import get_external_mlflow_model_spec
 
     c = client(cfg)
     exp = experiment_id(cfg=cfg)
+    digest = manifest_digest(manifest)
     manifest = {**manifest, "registered_by": who(), "registered_at": now_iso()}
     text = json.dumps(manifest, indent=1)
     tags = {
@@ -457,22 +194,26 @@ def _create_version(name: str, manifest: dict, digest: str, message: str | None,
             await_creation_for=0,
         )
         terminate(c, run_id, "FINISHED")
-    model = _from_manifest(int(mv.version), manifest)
+    model = from_manifest(int(mv.version), manifest)
     with _cache_lock:
         _versions[(cfg.resolved_tracking_uri, name, model.version)] = model
     return model
 
 
 def _registered(name: str, cfg: Settings):
+    """The registered model ``name`` when it is one of ours; None when there is none."""
     c = client(cfg)
     try:
         rm = c.get_registered_model(name)
     except Exception as e:
-        if getattr(e, "error_code", "") in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"):
-            return None
-        if "prompt" in str(e).lower():
+        if not is_not_found(e):
+            raise
+        # MLflow keeps a prompt as a registered model tagged mlflow.prompt.is_prompt, and its
+        # client hides those from get_registered_model: ask the prompt side before saying
+        # "no such model", since the name is taken all the same.
+        if c.get_prompt(name) is not None:
             raise BadInput(f"{name!r} is a registered prompt, not a model: pick another model name") from None
-        raise
+        return None
     if "llmops.kind" not in (rm.tags or {}):
         raise BadInput(f"model {name!r} was not registered by %llm_model (no manifest): pick another name")
     return rm
@@ -488,7 +229,7 @@ def _load_version(name: str, version: int, cfg: Settings) -> ModelRef:
         try:
             mv = c.get_model_version(name, str(version))
         except Exception as e:
-            if getattr(e, "error_code", "") not in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"):
+            if not is_not_found(e):
                 raise
             raise ModelNotFound(
                 f"model {name} has no version {version} (versions: {_versions_of(name, cfg)})"
@@ -499,10 +240,19 @@ def _load_version(name: str, version: int, cfg: Settings) -> ModelRef:
         if text is None:
             raise ModelNotFound(f"{name}/{version} has no manifest in its run {mv.run_id}: register it again")
         manifest = json.loads(text)
-    model = _from_manifest(int(mv.version), manifest)
+    model = from_manifest(int(mv.version), manifest)
     with _cache_lock:
         _versions[key] = model
     return model
+
+
+@bounded_command
+def load_version(name: str, version: int, cfg: Settings | None = None) -> ModelRef:
+    """One version of a model registered by ``%llm_model`` (cached: versions never change)."""
+    cfg = cfg or settings()
+    if _registered(name, cfg) is None:
+        raise _unknown_model(name, cfg)
+    return _load_version(name, version, cfg)
 
 
 def _versions_of(name: str, cfg: Settings) -> str:
@@ -510,7 +260,7 @@ def _versions_of(name: str, cfg: Settings) -> str:
         found = client(cfg).search_model_versions(f"name='{name}'", max_results=1000)
         numbers = sorted(int(v.version) for v in found)
         return ", ".join(map(str, numbers[-10:])) or "none"
-    except Exception:
+    except Exception:  # only decorates a not-found message: never hide that one behind another
         return "unknown"
 
 
@@ -541,6 +291,46 @@ def _unknown_model(name: str, cfg: Settings) -> ModelNotFound:
     )
 
 
+class ModelKind(RegistryKind):
+    """Models: versions in MLflow's Model Registry, aliases and tags on the registered model.
+
+    A version's files live on disk, so a model can drift without the registry moving.
+    """
+
+    name = "model"
+    not_found = ModelNotFound
+
+    def _version_by_alias(self, c, name: str, alias: str):
+        return c.get_model_version_by_alias(name, alias)
+
+    def _set_alias(self, c, name: str, alias: str, version: int) -> None:
+        c.set_registered_model_alias(name, alias, str(version))
+
+    def _set_tag(self, c, name: str, key: str, value: str) -> None:
+        c.set_registered_model_tag(name, key, value)
+
+    def _tags(self, c, name: str) -> dict | None:
+        return dict(c.get_registered_model(name).tags or {})
+
+    def load(self, name: str, version: int, cfg: Settings) -> ModelRef:
+        return load_version(name, version, cfg)
+
+    def find(self, ref: Ref, cfg: Settings) -> ModelRef:
+        return find_model(ref, cfg)
+
+    def changed_files(self, found: ModelRef, cfg: Settings) -> list[str]:
+        return found.changed_files(cfg)
+
+    def file_stats(self, found: ModelRef) -> dict:
+        return found.file_stats()
+
+    def from_data(self, data: dict) -> ModelRef:
+        return ModelRef(**{**data, "files": tuple(FileDigest(**f) for f in data.get("files") or ())})
+
+
+MODELS = ModelKind()
+
+
 @bounded_command
 def find_model(ref, cfg: Settings | None = None) -> ModelRef:
     """Resolve a model ref in the registry (ignoring pins): version, alias or latest."""
@@ -551,16 +341,9 @@ def find_model(ref, cfg: Settings | None = None) -> ModelRef:
     if ref.version is not None:
         return _load_version(ref.name, ref.version, cfg)
     if ref.alias is not None:
-        from .aliases import alias_target
-
-        version = alias_target("model", ref.name, ref.alias, cfg)
+        version = MODELS.alias_target(ref.name, ref.alias, cfg=cfg)
         if version is None:
-            aliases = sorted(client(cfg).get_registered_model(ref.name).aliases or {})
-            listed = f"aliases: {', '.join(aliases)}" if aliases else "it has no aliases"
-            raise ModelNotFound(
-                f"model {ref.name} has no alias {ref.alias!r} ({listed}): "
-                f"set it with %llm_alias model {ref.name} {ref.alias} VERSION"
-            )
+            raise _no_alias(ref, cfg)
         return _load_version(ref.name, version, cfg)
     latest = _latest(ref.name, cfg)
     if latest is None:
@@ -568,36 +351,14 @@ def find_model(ref, cfg: Settings | None = None) -> ModelRef:
     return latest
 
 
-@bounded_command
-def resolve_registered(ref: str, cfg: Settings) -> ResolvedModel | None:
-    """The resolver behind ``resolve_model("chat@champion")``: pins first, then the registry.
-
-    Returns None for what is not a registry ref (a folder, a path), so other resolvers
-    and the folder rule get their turn.
-    """
-    try:
-        if Path(ref).expanduser().is_dir():
-            return None
-    except (OSError, RuntimeError):  # "~nobody" has no home folder: not a folder either
-        pass
-    try:
-        parsed = parse_ref(ref, "model")
-    except BadInput:
-        return None
-    from .pins import pinned
-
-    pin = pinned("model", parsed, cfg)
-    if pin is not None and pin.model is not None:
-        return pin.model.resolved(ref, via="pin")
-    try:
-        return find_model(parsed, cfg).resolved(ref)
-    except MlflowUnavailable:
-        from .pins import locked
-
-        found = locked("model", parsed, cfg)
-        if found is None:
-            raise
-        return found.resolved(ref, via="lockfile")
+def _no_alias(ref: Ref, cfg: Settings) -> ModelNotFound:
+    with mlflow_errors(f"read model {ref.name}", cfg):
+        aliases = sorted(client(cfg).get_registered_model(ref.name).aliases or {})
+    listed = f"aliases: {', '.join(aliases)}" if aliases else "it has no aliases"
+    return ModelNotFound(
+        f"model {ref.name} has no alias {ref.alias!r} ({listed}): "
+        f"set it with %llm_alias model {ref.name} {ref.alias} VERSION"
+    )
 
 
 @bounded_command
@@ -618,6 +379,3 @@ def list_models(cfg: Settings | None = None) -> ModelList:
 def show_model(ref: str, cfg: Settings | None = None) -> ModelRegistration:
     """The Python twin of ``%llm_model show REF``: one version and its manifest."""
     return ModelRegistration(find_model(ref, cfg), created=False, shown=True)
-
-
-register_resolver(resolve_registered)

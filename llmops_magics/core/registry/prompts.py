@@ -1,30 +1,26 @@
-"""Prompt versions in the MLflow Prompt Registry: register, resolve, render.
+"""Prompt versions in the MLflow Prompt Registry: register, find, render.
 
 ``register_prompt`` adds a version only when the template (or its response format)
 differs from the latest one, so re-running a notebook cell does not pile up identical
-versions. ``resolve_prompt`` looks at the pins first: a pinned name gives its pinned
-version without a registry call.
+versions. :data:`PROMPTS` is the prompt kind of the registry (see :mod:`.base`): the
+MLflow calls behind prompt aliases and tags. Resolving a ref through the pins first is
+:func:`.resolve.resolve_prompt`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import re
 import threading
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from ...config import Settings, settings
 from ...errors import BadInput, PromptNotFound
 from .. import events
 from ..display import esc
-from ..tracking import MlflowUnavailable, bounded_command, client, mlflow_errors
+from ..tracking import bounded_command, client, is_not_found, mlflow_errors
+from .base import RegistryKind
 from .common import short
-from .refs import Ref, check_name, parse_ref
-
-# Same rule as MLflow's PROMPT_TEMPLATE_VARIABLE_PATTERN, so both agree on the variables.
-VARIABLE_RE = re.compile(r"\{\{\s*([a-zA-Z_][a-zA-Z0-9_]*(?:\.[a-zA-Z_][a-zA-Z0-9_]*)*)\s*\}\}")
-ROLES = ("system", "user", "assistant")
+from .refs import Ref, check_alias_name, check_name, parse_ref
+from .templates import VARIABLE_RE, normalize_response_format, parse_template, template_digest, template_variables
 
 _cache_lock = threading.Lock()
 _versions: dict[tuple[str, str, int], PromptRef] = {}  # versions are immutable: cache them
@@ -129,85 +125,6 @@ class PromptRegistration:
         return {"text/plain": text, "text/html": html}
 
 
-def template_digest(template) -> str:
-    """sha256 of a template; chat templates as canonical JSON."""
-    if isinstance(template, str):
-        data = template
-    else:
-        data = json.dumps(template, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(data.encode("utf-8")).hexdigest()
-
-
-def parse_template(body) -> str | list:
-    """A cell body as a text template, or chat messages when it is a JSON/YAML list of them."""
-    if isinstance(body, (list, tuple)):
-        return _check_messages(list(body))
-    if not isinstance(body, str):
-        raise BadInput(f"a prompt template is text or a list of messages, got {type(body).__name__}")
-    text = body.strip()
-    if not text:
-        raise BadInput("the prompt is empty: write the template below the %%llm_prompt line")
-    if text.startswith("[") or text.startswith("- "):
-        parsed = _parse_list(text)
-        if isinstance(parsed, list) and parsed and all(isinstance(m, dict) for m in parsed):
-            return _check_messages(parsed)
-    return text
-
-
-def _parse_list(text: str):
-    try:
-        return json.loads(text)
-    except ValueError:
-        pass
-    try:
-        import yaml
-
-        return yaml.safe_load(text)
-    except Exception:  # not YAML either: it is a text template that starts with '[' or '- '
-        return None
-
-
-def _check_messages(messages: list) -> list:
-    out = []
-    for i, m in enumerate(messages):
-        if not isinstance(m, dict) or set(m) != {"role", "content"}:
-            keys = sorted(m) if isinstance(m, dict) else type(m).__name__
-            raise BadInput(f"chat message {i + 1} must have exactly 'role' and 'content', got {keys}")
-        if m["role"] not in ROLES:
-            raise BadInput(f"chat message {i + 1} has role {m['role']!r}: use one of {', '.join(ROLES)}")
-        if not isinstance(m["content"], str):
-            raise BadInput(f"chat message {i + 1} content must be text")
-        out.append({"role": m["role"], "content": m["content"]})
-    if not out:
-        raise BadInput("a chat prompt needs at least one message")
-    return out
-
-
-def normalize_response_format(value) -> dict | None:
-    """A JSON schema dict from a dict, a JSON string or a pydantic model class."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError as e:
-            raise BadInput(
-                f"--response-format is not JSON ({e.msg} at column {e.colno}): "
-                "give a JSON schema or the name of a variable holding one"
-            ) from None
-    if isinstance(value, type) and hasattr(value, "model_json_schema"):
-        value = value.model_json_schema()
-    if not isinstance(value, dict):
-        raise BadInput(f"--response-format must be a JSON schema object, got {type(value).__name__}")
-    import jsonschema
-
-    try:
-        jsonschema.validators.validator_for(value).check_schema(value)
-    except jsonschema.SchemaError as e:
-        raise BadInput(f"--response-format is not a valid JSON schema: {e.message}") from None
-    return value
-
-
 def _to_ref(pv) -> PromptRef:
     template = pv.template
     return PromptRef(
@@ -216,16 +133,38 @@ def _to_ref(pv) -> PromptRef:
         template=template,
         digest=template_digest(template),
         response_format=pv.response_format or None,
-        variables=frozenset(
-            VARIABLE_RE.findall(template if isinstance(template, str) else "\n".join(m["content"] for m in template))
-        ),
+        variables=template_variables(template),
         message=pv.commit_message or "",
         aliases=tuple(getattr(pv, "aliases", None) or ()),
     )
 
 
-def _uri(cfg: Settings) -> str:
-    return cfg.resolved_tracking_uri
+def _is_model(c, name: str) -> bool:
+    """Whether ``name`` belongs to a registered model rather than a prompt.
+
+    MLflow keeps a prompt as a registered model tagged ``mlflow.prompt.is_prompt`` = "true",
+    and its client reads that mark: ``get_registered_model`` answers "not found" for a
+    prompt (and ``get_prompt`` answers None for a model), so a name it finds is a model's.
+    """
+    try:
+        c.get_registered_model(name)
+    except Exception as e:
+        if is_not_found(e):
+            return False
+        raise
+    return True
+
+
+def _prompt_call(c, name: str, call):
+    """``call()``, or None when MLflow says the prompt (or the version) does not exist."""
+    try:
+        return call()
+    except Exception as e:
+        if is_not_found(e):
+            return None
+        if _is_model(c, name):
+            raise BadInput(f"{name!r} is a registered model, not a prompt: pick another prompt name") from None
+        raise
 
 
 @bounded_command
@@ -246,13 +185,13 @@ def _unknown_prompt(name: str, cfg: Settings) -> PromptNotFound:
 def load_version(name: str, version: int, cfg: Settings | None = None) -> PromptRef:
     """One prompt version from the registry (cached: versions never change)."""
     cfg = cfg or settings()
-    key = (_uri(cfg), name, int(version))
+    key = (cfg.resolved_tracking_uri, name, int(version))
     with _cache_lock:
         if key in _versions:
             return _versions[key]
     c = client(cfg)
     with mlflow_errors(f"read prompt {name}/{version}", cfg):
-        pv = _missing_as_none(lambda: c.get_prompt_version(name, int(version)))
+        pv = _prompt_call(c, name, lambda: c.get_prompt_version(name, int(version)))
         if pv is None:
             if c.get_prompt(name) is None:
                 raise _unknown_prompt(name, cfg)
@@ -262,17 +201,6 @@ def load_version(name: str, version: int, cfg: Settings | None = None) -> Prompt
     with _cache_lock:
         _versions[key] = ref
     return ref
-
-
-def _missing_as_none(call):
-    try:
-        return call()
-    except Exception as e:
-        if getattr(e, "error_code", "") in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"):
-            return None
-        if "registered as a model" in str(e):
-            raise BadInput("that name belongs to a registered model, not a prompt: pick another prompt name") from None
-        raise
 
 
 def _version_numbers(name: str, cfg: Settings) -> list[int]:
@@ -290,18 +218,47 @@ def latest_version(name: str, cfg: Settings | None = None) -> PromptRef | None:
     cfg = cfg or settings()
     c = client(cfg)
     with mlflow_errors(f"read prompt {name}", cfg):
-        try:
-            found = c.search_prompt_versions(name, max_results=1)
-        except Exception as e:
-            if getattr(e, "error_code", "") in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"):
-                return None
-            if "registered as a model" in str(e):
-                raise BadInput(f"{name!r} is a registered model, not a prompt: pick another prompt name") from None
-            raise
-    found = list(found)
+        found = _prompt_call(c, name, lambda: list(c.search_prompt_versions(name, max_results=1)))
     if not found:
         return None
     return load_version(name, int(found[0].version), cfg)
+
+
+class PromptKind(RegistryKind):
+    """Prompts: versions in MLflow's Prompt Registry, aliases and tags on the prompt."""
+
+    name = "prompt"
+    not_found = PromptNotFound
+
+    def _version_by_alias(self, c, name: str, alias: str):
+        return c.get_prompt_version_by_alias(name, alias)
+
+    def _set_alias(self, c, name: str, alias: str, version: int) -> None:
+        c.set_prompt_alias(name, alias, version)
+
+    def _set_tag(self, c, name: str, key: str, value: str) -> None:
+        c.set_prompt_tag(name, key, value)
+
+    def _tags(self, c, name: str) -> dict | None:
+        prompt = c.get_prompt(name)
+        return None if prompt is None else dict(prompt.tags or {})
+
+    def load(self, name: str, version: int, cfg: Settings) -> PromptRef:
+        return load_version(name, version, cfg)
+
+    def find(self, ref: Ref, cfg: Settings) -> PromptRef:
+        return find_prompt(ref, cfg)
+
+    def to_data(self, found: PromptRef) -> dict:
+        return {**super().to_data(found), "variables": sorted(found.variables)}
+
+    def from_data(self, data: dict) -> PromptRef:
+        return PromptRef(
+            **{**data, "variables": frozenset(data.get("variables") or ()), "aliases": tuple(data.get("aliases") or ())}
+        )
+
+
+PROMPTS = PromptKind()
 
 
 @bounded_command
@@ -312,20 +269,9 @@ def find_prompt(ref: Ref | str, cfg: Settings | None = None) -> PromptRef:
     if ref.version is not None:
         return load_version(ref.name, ref.version, cfg)
     if ref.alias is not None:
-        from .aliases import alias_history, alias_target
-
-        version = alias_target("prompt", ref.name, ref.alias, cfg)
+        version = PROMPTS.alias_target(ref.name, ref.alias, cfg=cfg)
         if version is None:
-            with mlflow_errors(f"read prompt {ref.name}", cfg):
-                exists = client(cfg).get_prompt(ref.name) is not None
-            if not exists:
-                raise _unknown_prompt(ref.name, cfg)
-            known = sorted(alias_history("prompt", ref.name, cfg=cfg).current())
-            listed = f"aliases moved here: {', '.join(known)}" if known else "no aliases recorded"
-            raise PromptNotFound(
-                f"prompt {ref.name} has no alias {ref.alias!r} ({listed}): "
-                f"set it with %llm_alias prompt {ref.name} {ref.alias} VERSION"
-            )
+            raise _no_alias(ref, cfg)
         return load_version(ref.name, version, cfg)
     found = latest_version(ref.name, cfg)
     if found is None:
@@ -333,31 +279,17 @@ def find_prompt(ref: Ref | str, cfg: Settings | None = None) -> PromptRef:
     return found
 
 
-@bounded_command
-def resolve_prompt(ref, cfg: Settings | None = None) -> PromptRef:
-    """Resolve ``name``, ``name/3``, ``name@alias`` or ``prompts:/...`` to a version.
-
-    A pinned name gives its pinned version (``name`` or the alias it was pinned from);
-    an explicit version always wins; anything else asks the registry.
-    """
-    if isinstance(ref, PromptRef):
-        return ref
-    cfg = cfg or settings()
-    parsed = parse_ref(ref, "prompt")
-    from .pins import pinned
-
-    pin = pinned("prompt", parsed, cfg)
-    if pin is not None and pin.prompt is not None:
-        return replace(pin.prompt, via="pin")
-    try:
-        return find_prompt(parsed, cfg)
-    except MlflowUnavailable:
-        from .pins import locked
-
-        found = locked("prompt", parsed, cfg)
-        if found is None:
-            raise
-        return replace(found, via="lockfile")
+def _no_alias(ref: Ref, cfg: Settings) -> PromptNotFound:
+    with mlflow_errors(f"read prompt {ref.name}", cfg):
+        exists = client(cfg).get_prompt(ref.name) is not None
+    if not exists:
+        return _unknown_prompt(ref.name, cfg)
+    known = sorted(PROMPTS.history(ref.name, cfg=cfg).current())
+    listed = f"aliases moved here: {', '.join(known)}" if known else "no aliases recorded"
+    return PromptNotFound(
+        f"prompt {ref.name} has no alias {ref.alias!r} ({listed}): "
+        f"set it with %llm_alias prompt {ref.name} {ref.alias} VERSION"
+    )
 
 
 @bounded_command
@@ -396,30 +328,31 @@ def register_prompt(
     template = parse_template(template)
     response_format = normalize_response_format(response_format)
     if alias is not None:
-        from .refs import check_alias_name
-
         check_alias_name(alias)
     latest = latest_version(name, cfg)
     created = not (latest and latest.template == template and (latest.response_format or None) == response_format)
     prompt = latest
     if created:
-        c = client(cfg)
-        digest = template_digest(template)
-        with mlflow_errors(f"register prompt {name}", cfg):
-            if latest is None and c.get_prompt(name) is None:
-                c.create_prompt(name, description=message)
-            pv = c.create_prompt_version(
-                name, template, description=message, tags={"llmops.digest": digest}, response_format=response_format
-            )
-        prompt = load_version(name, int(pv.version), cfg)
+        prompt = _create_version(name, template, message, response_format, exists=latest is not None, cfg=cfg)
         events.emit(events.PromptRegistered(name=name, version=prompt.version, digest=prompt.digest))
-    moved = None
     if alias is not None:
-        from .aliases import move_alias
+        PROMPTS.move_alias(name, alias, prompt.version, cfg=cfg)
+    return PromptRegistration(prompt, created, alias)
 
-        move_alias("prompt", name, alias, prompt.version, cfg=cfg)
-        moved = alias
-    return PromptRegistration(prompt, created, moved)
+
+def _create_version(name: str, template, message, response_format, *, exists: bool, cfg: Settings) -> PromptRef:
+    c = client(cfg)
+    with mlflow_errors(f"register prompt {name}", cfg):
+        if not exists and c.get_prompt(name) is None:
+            c.create_prompt(name, description=message)
+        pv = c.create_prompt_version(
+            name,
+            template,
+            description=message,
+            tags={"llmops.digest": template_digest(template)},
+            response_format=response_format,
+        )
+    return load_version(name, int(pv.version), cfg)
 
 
 def prompt_requests(

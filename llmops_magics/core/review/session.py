@@ -38,6 +38,7 @@ from pathlib import Path
 
 from ...config import Settings, settings
 from ...errors import BadInput, TrackingError
+from ..tracking import client, describe, is_not_found, log_batch, public_uri, read_artifact, refused
 
 VOTES = ("left", "right", "tie", "skip")
 SIDES = ("primary", "candidate")
@@ -354,10 +355,6 @@ class ReviewSession:
             os.fsync(f.fileno())
 
     def _push_mlflow(self) -> None:
-        from mlflow.entities import Metric, RunTag
-
-        from ..tracking import client, describe, public_uri
-
         t = self.tally()
         rows = [[_json_safe(getattr(v, c)) for c in _COLUMNS] for v in self._ordered_verdicts()]
         try:
@@ -375,10 +372,11 @@ class ReviewSession:
                 metrics.update(
                     {"review.candidate_win_rate": t.win_rate, "review.ci_low": t.ci[0], "review.ci_high": t.ci[1]}
                 )
-            c.log_batch(
+            log_batch(
+                c,
                 self.run_id,
-                metrics=[Metric(k, float(v), now, t.reviewed) for k, v in metrics.items()],
-                tags=[RunTag("llmops.review", f"{t.reviewed}/{t.total} reviewed")],
+                metrics=[(k, v, now, t.reviewed) for k, v in metrics.items()],
+                tags={"llmops.review": f"{t.reviewed}/{t.total} reviewed"},
             )
             self.sync_error = None
         except Exception as e:
@@ -521,8 +519,6 @@ def _json_safe(value):
 
 
 def _download_json(run_id: str, path: str, cfg: Settings, *, missing_ok: bool = False):
-    from ..tracking import is_not_found, public_uri, read_artifact, refused
-
     try:
         text = read_artifact(run_id, path, cfg)
     except TrackingError:
@@ -546,8 +542,6 @@ def rows_from_run(run_id: str, cfg: Settings | None = None) -> tuple[list[dict],
     table = _download_json(run_id, CASES_ARTIFACT, cfg)
     cols = table["columns"]
     rows = [dict(zip(cols, r)) for r in table["data"]]
-    from ..tracking import client
-
     tags = client(cfg).get_run(run_id).data.tags
     return rows, tags
 

@@ -18,16 +18,29 @@ Metrics (one value per case unless said):
   when identical); compared on token ids when the sides share a tokenizer, else on
   characters (``first_divergent_char`` is always given).
 * latency, tokens/s, tokens in/out per side, from the backend's results.
+
+:func:`compare` is the pipeline's compare stage: one row per case (the case, both
+answers, every metric), the table the verdict, the MLflow run and the review read.
+The judge's prompt and vote parsing are here too (:func:`judge_messages`); the judge
+stage that asks it is :mod:`.judge`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import random
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from rapidfuzz.distance import Levenshtein
+
 from ...backends.base import GenerationResult
+from ...backends.default_models import embedding_model_dir
+from ...backends.embeddings import sentence_embedder
+from .generate import Generated
+from .resolve import Resolved
 
 # The refusal heuristic: an answer refuses when, within its first 200 characters, it
 # says it cannot / will not help in one of the stock phrasings chat models are tuned
@@ -62,7 +75,7 @@ def format_valid(text: str, schema: dict | None) -> bool | None:
         value = json.loads(body)
     except ValueError:
         return False
-    import jsonschema
+    import jsonschema  # deferred: it takes seconds to import, and only a response format needs it
 
     try:
         jsonschema.validate(value, schema)
@@ -75,7 +88,6 @@ def edit_similarity(a: str, b: str) -> float:
     """1 - normalized Levenshtein distance on characters."""
     if a == b:
         return 1.0
-    from rapidfuzz.distance import Levenshtein
 
     return float(Levenshtein.normalized_similarity(a, b))
 
@@ -142,9 +154,6 @@ def compare_cases(
     if len(primary) != len(candidate):
         raise ValueError("both sides need one result per case")
     if embedder is None:
-        from ...backends.default_models import embedding_model_dir
-        from ...backends.embeddings import sentence_embedder
-
         embedder = sentence_embedder(str(embedding_model_dir()))
     texts_p = [r.text for r in primary]
     texts_c = [r.text for r in candidate]
@@ -186,6 +195,29 @@ def compare_cases(
     return out
 
 
+def compare(resolved: Resolved, generated: Generated) -> list[dict]:
+    """The compare stage: one row per case with its input, both answers and the metrics."""
+    comparisons = compare_cases(
+        generated.primary,
+        generated.candidate,
+        response_format=resolved.schema,
+        same_tokenizer=resolved.same_tokenizer,
+    )
+    return [
+        {
+            "id": case.id,
+            "input": case.input if isinstance(case.input, str) else json.dumps(case.input, default=str),
+            "prompt": case.request_text,
+            "primary_output": p.text,
+            "candidate_output": c.text,
+            **dataclasses.asdict(cmp),
+            "primary_finish_reason": p.finish_reason,
+            "candidate_finish_reason": c.finish_reason,
+        }
+        for case, p, c, cmp in zip(resolved.cases, generated.primary, generated.candidate, comparisons)
+    ]
+
+
 # ---------------------------------------------------------------- LLM-as-judge
 
 JUDGE_PROMPT = (
@@ -201,8 +233,6 @@ _VOTE = re.compile(r"\b(A|B|tie)\b", re.IGNORECASE)
 def judge_order(n: int, seed: int) -> list[bool]:
     """Per case, whether the candidate is shown first (as A): a seeded coin flip, so
     position bias cancels on average and the order is reproducible."""
-    import random
-
     rng = random.Random(seed)
     return [rng.random() < 0.5 for _ in range(n)]
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ...backends.base import Sampling
+from .. import viewers
 from ..display import esc, html_table, run_link, text_table, warnings_block
 from .stats import Check, Thresholds, Verdict
 
@@ -100,7 +101,7 @@ class ShadowResult:
 
     def to_pandas(self):
         """One row per case, every metric a column."""
-        import pandas as pd
+        import pandas as pd  # deferred: pandas takes a second to import, and only this needs it
 
         return pd.DataFrame(self.rows).set_index("id", drop=False)
 
@@ -113,18 +114,15 @@ class ShadowResult:
         :func:`llmops_magics.core.review.session.open_review`; verdicts are saved to the local
         spool and to this comparison's MLflow run as you vote.
         """
-        from .. import viewers as views  # the widgets register the viewer; core never imports them
-
-        return views.show("review", self, **options)
+        # The widgets register the viewer by name; core never imports them.
+        return viewers.show("review", self, **options)
 
     def plot(self, **options):
         """Plotly charts: similarity, length ratio, latency per side, checks, review tally.
 
         The returned object has ``figures`` and ``export_html(path)``.
         """
-        from .. import viewers as views
-
-        return views.show("plot", self, **options)
+        return viewers.show("plot", self, **options)
 
     # ------------------------------------------------------------- display
 
@@ -190,9 +188,8 @@ class ShadowResult:
             + "</div>"
         )
         text.append(link_text + warn_text)
-        from .. import viewers as views  # a registered decorator may add a "Review" button (issue #6)
-
-        return views.decorate("shadow", self, {"text/plain": "\n".join(text).rstrip(), "text/html": html})
+        # A registered decorator may add a "Review" button (issue #6).
+        return viewers.decorate("shadow", self, {"text/plain": "\n".join(text).rstrip(), "text/html": html})
 
 
 def _short(text, width: int = 80) -> str:

@@ -137,7 +137,7 @@ def binomial_test(k: int, n: int, p: float = 0.5) -> float:
     """Exact two-sided binomial test p-value (sum of outcomes no likelier than ``k``)."""
     if n == 0:
         return 1.0
-    from scipy.stats import binomtest
+    from scipy.stats import binomtest  # deferred: scipy takes seconds to import
 
     return float(binomtest(k, n, p, alternative="two-sided").pvalue)
 
@@ -151,7 +151,7 @@ def mcnemar_exact(b: int, c: int) -> float:
     n = b + c
     if n == 0:
         return 1.0
-    from scipy.stats import binom
+    from scipy.stats import binom  # deferred: scipy takes seconds to import
 
     return float(min(1.0, 2.0 * binom.cdf(min(b, c), n, 0.5)))
 
@@ -160,7 +160,7 @@ def clopper_pearson(k: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
     """Exact (Clopper-Pearson) interval of a binomial proportion."""
     if n == 0:
         return (0.0, 1.0)
-    from scipy.stats import beta
+    from scipy.stats import beta  # deferred: scipy takes seconds to import
 
     low = 0.0 if k == 0 else float(beta.ppf(alpha / 2, k, n - k + 1))
     high = 1.0 if k == n else float(beta.ppf(1 - alpha / 2, k + 1, n - k))

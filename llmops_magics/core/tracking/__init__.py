@@ -1,7 +1,7 @@
 """The one door to MLflow: nothing else in the project imports ``mlflow`` for plumbing.
 
 - :mod:`.budget`: one time budget per command; ping first, bounded calls, give up once.
-- :mod:`.client`: the bounded client, experiments, ending runs, quiet artifact reads.
+- :mod:`.connection`: the bounded client, experiments, ending runs, quiet artifact reads.
 - :mod:`.runs`: runs written in a fixed number of calls, or kept on disk and replayed once.
 - :mod:`.errors`: MLflow errors classified by error code into typed, one-line errors.
 - :mod:`.redact`: secrets out of text; ``public_uri``, ``first_line``, ``describe``.
@@ -9,10 +9,29 @@
 """
 
 from .budget import MlflowUnavailable, bounded_command, call, command, is_remote, ping, unavailable
-from .client import EXPERIMENT, BoundedClient, client, experiment_id, experiment_of, preload, read_artifact, terminate
+from .connection import (
+    EXPERIMENT,
+    BoundedClient,
+    client,
+    experiment_id,
+    experiment_of,
+    preload,
+    read_artifact,
+    terminate,
+)
 from .errors import is_not_found, mlflow_errors, refused
 from .redact import describe, first_line, public_uri, redact, redact_obj, secret_env_values
-from .runs import RUN_KEY_TAG, PendingReport, RunKept, RunRecord, log_run, pending_dir, prompt_link_tags, ship_pending
+from .runs import (
+    RUN_KEY_TAG,
+    PendingReport,
+    RunKept,
+    RunRecord,
+    log_batch,
+    log_run,
+    pending_dir,
+    prompt_link_tags,
+    ship_pending,
+)
 
 __all__ = [
     "EXPERIMENT",
@@ -32,6 +51,7 @@ __all__ = [
     "first_line",
     "is_not_found",
     "is_remote",
+    "log_batch",
     "log_run",
     "mlflow_errors",
     "pending_dir",

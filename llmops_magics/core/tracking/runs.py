@@ -22,7 +22,7 @@ from pathlib import Path
 from ...config import Settings, settings
 from ...errors import TrackingError
 from .budget import bounded_command, command
-from .client import EXPERIMENT, _run_experiments, client, experiment_id, terminate
+from .connection import EXPERIMENT, _run_experiments, client, experiment_id, terminate
 from .errors import refused
 from .redact import public_uri
 
@@ -121,8 +121,6 @@ def _shown(path: Path, cfg: Settings) -> str:
 
 def _write(record: RunRecord, cfg: Settings, *, replay: bool = False) -> str:
     """Write ``record`` as one run; on replay, complete the run its key names if one exists."""
-    from mlflow.entities import Metric, Param, RunTag
-
     c = client(cfg)
     exp = experiment_id(record.experiment, cfg)
     run_id = None
@@ -139,12 +137,12 @@ def _write(record: RunRecord, cfg: Settings, *, replay: bool = False) -> str:
         else:
             have_params = c.get_run(run_id).data.params
         table_tag = [{"path": name, "type": "table"} for name in record.tables]
-        tags = [RunTag("mlflow.loggedArtifacts", json.dumps(table_tag))] if table_tag else []
-        c.log_batch(
+        log_batch(
+            c,
             run_id,
-            metrics=[Metric(k, v, record.end_ms, 0) for k, v in record.metrics.items()],
-            params=[Param(k, v) for k, v in record.params.items() if k not in have_params],
-            tags=tags,
+            metrics=[(k, v, record.end_ms, 0) for k, v in record.metrics.items()],
+            params={k: v for k, v in record.params.items() if k not in have_params},
+            tags={"mlflow.loggedArtifacts": json.dumps(table_tag)} if table_tag else None,
         )
         for name, columns in record.tables.items():
             # Written whole, not with log_table: log_table appends to an existing table,
@@ -165,6 +163,21 @@ def _write(record: RunRecord, cfg: Settings, *, replay: bool = False) -> str:
             with contextlib.suppress(Exception):
                 terminate(c, run_id, "FAILED", record.end_ms)
         raise refused(e, cfg) from e
+
+
+def log_batch(c, run_id: str, *, metrics=(), params: dict | None = None, tags: dict | None = None) -> None:
+    """One ``log_batch`` call from plain values: ``metrics`` as ``(key, value, timestamp_ms, step)``.
+
+    The MLflow entity classes stay behind this door; callers hand over numbers and strings.
+    """
+    from mlflow.entities import Metric, Param, RunTag
+
+    c.log_batch(
+        run_id,
+        metrics=[Metric(k, float(v), int(ts), int(step)) for k, v, ts, step in metrics],
+        params=[Param(k, str(v)) for k, v in (params or {}).items()],
+        tags=[RunTag(k, str(v)) for k, v in (tags or {}).items()],
+    )
 
 
 def _table_json(columns: dict) -> str:

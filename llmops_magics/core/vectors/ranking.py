@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from ...backends import lance
 from ...errors import BadInput
 from ..display import esc, html_table, text_table, warnings_block
 from .embedders import EmbedderSpec, get_embedder
@@ -195,7 +196,7 @@ def shadow_compare(mig, t, state: dict, queries, *, k: int = 10, labels=None) ->
     check_space(old_col, old_spec, query=old_emb.spec)
     check_space(new_col, new_spec, query=new_emb.spec)
     total = t.count_rows()
-    coverage = (total - t.count_rows(f"{new_col} IS NULL")) / total if total else 0.0
+    coverage = (total - t.count_rows(lance.is_null(new_col))) / total if total else 0.0
     old_vecs, new_vecs = old_emb.embed(queries), new_emb.embed(queries)
     report = ShadowReport(mig.name, k, old_spec, new_spec, old_col, new_col, coverage)
     for i, q in enumerate(queries):

@@ -7,7 +7,7 @@ What llmops knows about a table is kept in LanceDB field metadata (see
   own conventions ``lancedb:tag:model`` and ``lancedb:status``
   (production / candidate / deprecated) so LanceDB tools show them too;
 * on the text column: ``llmops:table`` (id column, text column, active vector column)
-  and ``llmops:migration`` (the open migration's state, see ``core/migration.py``).
+  and ``llmops:migration`` (the open migration's state, see ``state.py``).
 """
 
 from __future__ import annotations
@@ -208,6 +208,7 @@ def create_index(
 
     if mode not in ("create", "overwrite"):
         raise BadInput(f"mode must be 'create' or 'overwrite', got {mode!r}")
+    _check_names(column, text_column, id_column)
     cfg = cfg or settings()
     conn = lance.connect(db, cfg)
     if mode == "create" and table in lance.table_names(conn):
@@ -245,6 +246,7 @@ def describe_table(
 
     The caller vouches for it; the dimension is checked against the column's type.
     """
+    _check_names(column, text_column, id_column)
     cfg = cfg or settings()
     t = lance.open_table(lance.connect(db, cfg), table)
     emb = get_embedder(embedder, cfg=cfg)
@@ -257,6 +259,13 @@ def describe_table(
     lance.set_field_meta(t, column, column_meta(emb.spec, "production"))
     write_layout(t, TableLayout(id_column, text_column, column))
     return emb.spec
+
+
+def _check_names(column: str, text_column: str, id_column: str) -> None:
+    """Refuse, before anything is written, a name some later step could not address."""
+    for name in (column, text_column):
+        lance.check_column_name(name)
+    lance.check_column_name(id_column, key=True)
 
 
 @dataclass

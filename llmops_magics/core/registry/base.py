@@ -1,0 +1,146 @@
+"""What a registry kind is: the few MLflow calls that differ, and all that is done with them.
+
+A prompt and a model differ in the registry behind them (MLflow's Prompt Registry or its
+Model Registry) and in what a version is made of; moving an alias and recording the move,
+reading the history, pinning and locking are the same for both. Each kind
+(:data:`.prompts.PROMPTS`, :data:`.models.MODELS`) supplies the primitives; the shared
+operations live here once, so aliases, pins and the lockfile never ask which kind they hold.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import asdict
+from typing import ClassVar
+
+from ...config import Settings, settings
+from ...errors import BadInput, LlmopsError
+from .. import events
+from ..tracking import bounded_command, client, is_not_found, mlflow_errors
+from ..tracking.errors import error_code
+from .common import now_iso, who
+from .history import AliasHistory, AliasMove, move_tag, read_history
+from .refs import Ref, check_alias_name, check_name
+
+# MLflow answers a lookup of an alias that is not set with this code ("alias x not found").
+_ALIAS_NOT_SET = "INVALID_PARAMETER_VALUE"
+
+
+class RegistryKind(ABC):
+    """One kind of registered thing (prompt or model): its primitives and the shared operations.
+
+    Attributes
+    ----------
+    name : str
+        ``"prompt"`` or ``"model"``: the word in refs, messages, events, pins and the lockfile.
+    not_found : type of LlmopsError
+        What is raised when a name, version or alias does not exist.
+    """
+
+    name: ClassVar[str]
+    not_found: ClassVar[type[LlmopsError]]
+
+    def __repr__(self) -> str:
+        return f"<registry kind {self.name}>"
+
+    # ------------------------------------------------------------ primitives (one MLflow call each)
+
+    @abstractmethod
+    def _version_by_alias(self, c, name: str, alias: str):
+        """The MLflow version entity ``alias`` points to; MLflow raises when it is not set."""
+
+    @abstractmethod
+    def _set_alias(self, c, name: str, alias: str, version: int) -> None: ...
+
+    @abstractmethod
+    def _set_tag(self, c, name: str, key: str, value: str) -> None: ...
+
+    @abstractmethod
+    def _tags(self, c, name: str) -> dict | None:
+        """The tags of the prompt / registered model ``name``; None (or a not-found error) when missing."""
+
+    @abstractmethod
+    def load(self, name: str, version: int, cfg: Settings):
+        """One version (PromptRef or ModelRef); ``not_found`` saying what exists when it does not."""
+
+    @abstractmethod
+    def find(self, ref: Ref, cfg: Settings):
+        """Resolve a parsed ref in the registry (ignoring pins): version, alias or latest."""
+
+    @abstractmethod
+    def from_data(self, data: dict):
+        """A version back from :meth:`to_data` (the lockfile keeps whole versions)."""
+
+    # ------------------------------------------------------------ what a version holds on disk
+
+    def changed_files(self, found, cfg: Settings) -> list[str]:
+        """Files of ``found`` whose bytes differ from the registration (none unless the kind has files)."""
+        return []
+
+    def file_stats(self, found) -> dict:
+        """path -> (size, mtime_ns) of the files of ``found`` now (none unless the kind has files)."""
+        return {}
+
+    def to_data(self, found) -> dict:
+        """``found`` as plain JSON-ready data, without where it was resolved from."""
+        data = asdict(found)
+        data.pop("via", None)
+        return data
+
+    # ------------------------------------------------------------ aliases, shared by every kind
+
+    @bounded_command
+    def alias_target(self, name: str, alias: str, *, cfg: Settings | None = None) -> int | None:
+        """The version ``alias`` points to now, or None when it is not set."""
+        cfg = cfg or settings()
+        try:
+            found = self._version_by_alias(client(cfg), name, alias)
+        except Exception as e:
+            if is_not_found(e) or error_code(e) == _ALIAS_NOT_SET:
+                return None
+            with mlflow_errors(f"read alias {name}@{alias}", cfg):
+                raise
+        return None if found is None else int(found.version)
+
+    @bounded_command
+    def move_alias(self, name: str, alias: str, version, *, cfg: Settings | None = None) -> AliasMove | None:
+        """Point ``alias`` at ``version`` and record the move in the history; None when it was there."""
+        cfg = cfg or settings()
+        name, alias = check_name(name, f"{self.name} name"), check_alias_name(alias)
+        version = _version_number(version)
+        self.load(name, version, cfg)  # says which versions exist when this one does not
+        before = self.alias_target(name, alias, cfg=cfg)
+        if before == version:
+            return None
+        move = AliasMove(self.name, name, alias, before, version, who(), now_iso())
+        key, value = move_tag(move)
+        c = client(cfg)
+        with mlflow_errors(f"move alias {name}@{alias}", cfg):
+            self._set_alias(c, name, alias, version)
+            self._set_tag(c, name, key, value)
+        events.emit(
+            events.AliasMoved(registry=self.name, name=name, alias=alias, from_=before, to=version, user=move.user)
+        )
+        return move
+
+    @bounded_command
+    def history(self, name: str, alias: str | None = None, *, cfg: Settings | None = None) -> AliasHistory:
+        """Every recorded alias move of ``name`` (oldest first), of ``alias`` only if given."""
+        cfg = cfg or settings()
+        name = check_name(name, f"{self.name} name")
+        missing = self.not_found(f"unknown {self.name} {name!r}")
+        with mlflow_errors(f"read {self.name} {name}", cfg, not_found=missing):
+            tags = self._tags(client(cfg), name)
+        if tags is None:
+            raise missing
+        return read_history(self.name, name, tags, alias)
+
+
+def _version_number(version) -> int:
+    try:
+        version = int(version)
+    except (TypeError, ValueError):
+        raise BadInput(f"version must be a whole number, got {version!r}") from None
+    if version < 1:
+        raise BadInput(f"version must be 1 or more, got {version}")
+    return version

@@ -1,0 +1,103 @@
+"""The alias history MLflow itself does not keep: one tag per move.
+
+Each move is stored as one tag on the prompt / registered model
+(``llmops.alias_move.<ms>.<rand>`` -> JSON {alias, from, to, user, at}). One tag per move
+means two processes moving aliases at once never overwrite each other's record, and
+anyone sharing the store (sqlite file or tracking server) reads the same history.
+
+This module only writes and reads the records; :class:`.base.RegistryKind` stores them.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from dataclasses import dataclass
+
+from ..display import esc, html_table, text_table
+
+TAG_PREFIX = "llmops.alias_move."
+
+
+@dataclass(frozen=True)
+class AliasMove:
+    """One recorded alias move."""
+
+    kind: str
+    name: str
+    alias: str
+    from_version: int | None
+    to_version: int
+    user: str
+    at: str
+
+    def _row(self) -> list:
+        return [self.at, self.user, self.alias, "" if self.from_version is None else self.from_version, self.to_version]
+
+    def __str__(self) -> str:
+        before = "unset" if self.from_version is None else self.from_version
+        return f"{self.kind} {self.name}: {self.alias} {before} -> {self.to_version}"
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        text = f"moved {self}"
+        return {"text/plain": text, "text/html": f"<div class='llmops-alias'>{esc(text)}</div>"}
+
+
+@dataclass(frozen=True)
+class AliasHistory:
+    """Who moved which alias of one prompt or model, when, from and to (oldest first)."""
+
+    kind: str
+    name: str
+    moves: tuple[AliasMove, ...]
+
+    _HEADERS = ["when (UTC)", "who", "alias", "from", "to"]
+
+    def current(self) -> dict[str, int]:
+        """Alias -> version after the last recorded move of each alias."""
+        return {m.alias: m.to_version for m in self.moves}
+
+    def to_pandas(self):
+        import pandas as pd  # deferred: pandas is heavy and only this view needs it
+
+        return pd.DataFrame([m._row() for m in self.moves], columns=self._HEADERS)
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        title = f"alias history of {self.kind} {self.name}"
+        if not self.moves:
+            text = f"{title}: no alias moves recorded"
+            return {"text/plain": text, "text/html": f"<div>{esc(text)}</div>"}
+        rows = [m._row() for m in self.moves]
+        return {
+            "text/plain": f"{title}\n" + text_table(self._HEADERS, rows),
+            "text/html": (
+                f"<div class='llmops-alias-history'><b>{esc(title)}</b>{html_table(self._HEADERS, rows)}</div>"
+            ),
+        }
+
+
+def move_tag(move: AliasMove) -> tuple[str, str]:
+    """The (key, value) of the tag that records ``move``.
+
+    The key sorts by time; its random tail keeps two moves in the same millisecond apart.
+    """
+    key = f"{TAG_PREFIX}{int(time.time() * 1000):013d}.{secrets.token_hex(3)}"
+    value = {"alias": move.alias, "from": move.from_version, "to": move.to_version, "user": move.user, "at": move.at}
+    return key, json.dumps(value)
+
+
+def read_history(kind: str, name: str, tags: dict | None, alias: str | None = None) -> AliasHistory:
+    """The moves recorded in the tags of one prompt or model (oldest first), of ``alias`` only if given."""
+    moves = []
+    for key, value in sorted((tags or {}).items()):
+        if not key.startswith(TAG_PREFIX):
+            continue
+        try:
+            d = json.loads(value)
+            moves.append(AliasMove(kind, name, d["alias"], d["from"], int(d["to"]), d["user"], d["at"]))
+        except (ValueError, KeyError, TypeError):
+            continue  # a hand-edited tag is not history
+    if alias is not None:
+        moves = [m for m in moves if m.alias == alias]
+    return AliasHistory(kind, name, tuple(moves))

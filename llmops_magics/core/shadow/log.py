@@ -1,0 +1,82 @@
+"""What a comparison leaves behind: its MLflow run (:func:`log_result`) and the event lineage
+hears (:func:`emit`). Both read only the finished ``ShadowResult``."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from ...config import Settings
+from ...errors import TrackingError
+from .. import events, tracking
+from .result import ShadowResult
+
+
+def log_result(result: ShadowResult, cfg: Settings, started: float) -> None:
+    """Record one MLflow run: tags, params, metrics, p-values and the per-case table.
+
+    Sets ``result.run_id``; when MLflow fails the comparison stands, the run waits in
+    the home (``result.run_key``) and ``result.warnings`` says so.
+    """
+    try:
+        result.run_id = _log_run(result, cfg, started, time.time())
+    except TrackingError as e:  # the comparison stands; the run waits in the home
+        result.warnings.append(str(e))
+        result.run_key = getattr(e, "key", None)
+
+
+def _log_run(result: ShadowResult, cfg: Settings, started: float, ended: float) -> str:
+    cols = list(result.rows[0]) if result.rows else []
+    table = {c: [_cell(r[c]) for r in result.rows] for c in cols}
+    prompt = result.extra.get("prompt")
+    links = (
+        tracking.prompt_link_tags(prompt.name, prompt.version)
+        if prompt is not None and getattr(prompt, "version", None)
+        else {}
+    )
+    return tracking.log_run(
+        run_name=f"shadow {result.name}",
+        tags={
+            "llmops.kind": "shadow",
+            "llmops.verdict": result.label,
+            "llmops.primary": result.primary,
+            "llmops.candidate": result.candidate,
+            **links,
+        },
+        params=result.params,
+        metrics={
+            **result.aggregates,
+            **{f"p_value.{c.name.replace(' ', '_')}": c.p_value for c in result.checks if c.p_value is not None},
+        },
+        tables={"cases.json": table},
+        cfg=cfg,
+        start_time=started,
+        end_time=ended,
+    )
+
+
+def _cell(v):
+    if isinstance(v, (dict, list, tuple)):
+        return json.dumps(v, default=str)
+    return v
+
+
+def emit(result: ShadowResult) -> None:
+    """Tell the event listeners (lineage) what this comparison found."""
+    events.emit(
+        events.ShadowRan(
+            name=result.name,
+            verdict=result.label,
+            run_id=result.run_id,
+            run_key=result.run_key,
+            primary=result.params["primary_ref"],
+            candidate=result.params["candidate_ref"],
+            n_cases=result.n_cases,
+            primary_label=result.primary,
+            candidate_label=result.candidate,
+            prompt=result.params["prompt"],
+            differing_cases=len(result.differing_cases),
+            engine_plan=result.extra["engine_plan"],
+            serving=result.serving,
+        )
+    )

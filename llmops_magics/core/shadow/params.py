@@ -1,0 +1,62 @@
+"""What a shadow run records as MLflow params: refs, digests, prompt, sampling, plans.
+
+The same dict is ``ShadowResult.params``, so code reading a result and a person reading
+the run see the same names.
+"""
+
+from __future__ import annotations
+
+import json
+
+from ...config import Settings
+from ..generation.digests import folder_digest
+from .generate import Generated
+from .plan import Plan
+from .resolve import Resolved
+from .sides import ROLES, Side
+from .spec import ShadowSpec
+
+
+def run_params(spec: ShadowSpec, resolved: Resolved, plan: Plan, generated: Generated, name: str) -> dict:
+    """Every param of the comparison's run, in the order they are logged."""
+    prompt, schema, sampling = resolved.prompt, resolved.schema, spec.sampling
+    return {
+        "name": name,
+        **model_params(plan.primary, spec.cfg),
+        **model_params(plan.candidate, spec.cfg),
+        "prompt": f"{prompt.name}/{prompt.version}" if prompt else "",
+        "prompt_digest": getattr(prompt, "digest", "") if prompt else "",
+        "response_format": json.dumps(schema, sort_keys=True) if schema else "",
+        "max_tokens": sampling.max_tokens,
+        "temperature": sampling.temperature,
+        "seed": sampling.seed,
+        "top_p": sampling.top_p,
+        "n_inputs": len(spec.items),
+        "n_cases": len(resolved.cases),
+        "n_requested": spec.n if spec.n is not None else "",
+        "sample_seed": spec.sample_seed,
+        "judge": spec.judge or "",
+        "engine_plan": plan.engines,
+        "engine_plan_reason": plan.engines_reason,
+        "adapter_mode": spec.adapter_mode,
+        **{f"{s.role}_adapter_mode": s.adapter_mode for s in plan.sides},
+        **{f"{role}_adapter_mode_reason": why for role, why in plan.adapter_reasons.items()},
+        **{f"{role}_{k}": v for role in ROLES for k, v in generated.serving[role].items()},
+        "thresholds": json.dumps(spec.thresholds.as_dict(), sort_keys=True),
+    }
+
+
+def model_params(side: Side, cfg: Settings) -> dict:
+    """One side's model: ref, label, base and adapter with their digests, engine options."""
+    m, p = side.model, side.role
+    return {
+        f"{p}_ref": m.ref,
+        f"{p}_label": m.label,
+        f"{p}_base": m.base_path,
+        f"{p}_base_digest": m.params.get("base_digest") or folder_digest(m.base_path, cfg),
+        f"{p}_adapter": m.adapter.path if m.adapter else "",
+        f"{p}_adapter_digest": (m.params.get("adapter_digest") or folder_digest(m.adapter.path, cfg))
+        if m.adapter
+        else "",
+        f"{p}_engine_args": json.dumps(side.cfg.engine_args, sort_keys=True, default=str),
+    }

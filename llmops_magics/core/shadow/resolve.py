@@ -1,0 +1,74 @@
+"""The resolve stage: a spec's refs turned into models, a prompt and the cases.
+
+Everything here reads the registry (or a pin, or the lockfile) and the inputs, and
+starts nothing: a ref that names no model, a judge that is not a chat model or an
+input row that misses a template variable fails here, before any engine starts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ...config import Settings
+from ...errors import BadInput, LlmopsError
+from ..generation.resolve import ResolvedModel, resolution_note, resolve_chat_model
+from ..registry.prompts import PromptRef
+from ..registry.resolve import resolve_prompt
+from .inputs import Case, build_cases
+from .sides import Side, resolve_side
+from .spec import ShadowSpec
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """What a spec's refs name: both sides, the judge, the prompt, its response format,
+    and the cases both sides will answer."""
+
+    primary: Side
+    candidate: Side
+    judge: ResolvedModel | None
+    prompt: PromptRef | None
+    schema: dict | None  # the response format the answers must satisfy, if any
+    cases: tuple[Case, ...]
+
+    @property
+    def same_tokenizer(self) -> bool:
+        """Whether token ids of the two sides' answers are comparable (same base)."""
+        return self.primary.model.base_path == self.candidate.model.base_path
+
+
+def resolve(spec: ShadowSpec) -> Resolved:
+    """Resolve both sides, the judge and the prompt, and build the cases."""
+    primary = resolve_side("primary", spec.primary, spec.primary_engine_args, spec.cfg, spec.backend)
+    candidate = resolve_side("candidate", spec.candidate, spec.candidate_engine_args, spec.cfg, spec.backend)
+    judge = resolve_judge(spec.judge, spec.cfg)
+    prompt = resolve_prompt(spec.prompt) if spec.prompt is not None else None
+    # An explicit response format overrides the prompt's.
+    schema = spec.response_format if spec.response_format is not None else getattr(prompt, "response_format", None)
+    cases = build_cases(list(spec.items), list(spec.indices), prompt, spec.system)
+    return Resolved(primary, candidate, judge, prompt, schema, tuple(cases))
+
+
+def judge_unavailable(judge: str, why) -> BadInput:
+    """The one error a judge that cannot serve raises, whatever the cause."""
+    return BadInput(f"judge {judge!r} is unavailable: {why}; give a chat model ref or drop --judge")
+
+
+def resolve_judge(judge: str | None, cfg: Settings) -> ResolvedModel | None:
+    """Resolve the judge before any generation, so a bad ref fails fast."""
+    if judge is None:
+        return None
+    try:
+        return resolve_chat_model(judge, cfg=cfg)
+    except LlmopsError as e:
+        raise judge_unavailable(judge, e) from None
+
+
+def resolution_notes(spec: ShadowSpec, resolved: Resolved) -> list[str]:
+    """One line per ref resolved without the registry (from a pin or the lockfile)."""
+    notes = (
+        resolution_note(spec.primary, resolved.primary.model),
+        resolution_note(spec.candidate, resolved.candidate.model),
+        resolution_note(spec.prompt, resolved.prompt) if resolved.prompt is not None else None,
+    )
+    return [n for n in notes if n]
