@@ -81,18 +81,24 @@ def test_source_and_python_package_agree():
     assert f"'{schema['properties']['mlflowUiUrl']['default']}'" in model
 
 
-def test_frontend_unit_tests_pass(tmp_path):
-    """Runs ``jlpm test`` (vitest: the lineage model, parser and views) in labextension/."""
+def jlpm_ready(tmp_path: Path, tool: str) -> tuple[str, dict]:
+    """``jlpm`` and an isolated environment, with labextension/node_modules holding ``tool``."""
     if shutil.which("node") is None:
         pytest.fail("node >= 20 is needed to build and test the JupyterLab extension")
     env = isolated_env(tmp_path)
     jlpm = shutil.which("jlpm", path=env["PATH"])
     assert jlpm, "jlpm comes with jupyterlab (jupyter-builder): pip install -e '.[test]'"
-    if not (SOURCE / "node_modules" / ".bin" / "vitest").exists():
+    if not (SOURCE / "node_modules" / ".bin" / tool).exists():
         # The editable install normally leaves node_modules behind; a bare checkout needs one install.
         subprocess.run(
             [jlpm, "install", "--immutable"], cwd=SOURCE, env=env, check=True, capture_output=True, timeout=600
         )
+    return jlpm, env
+
+
+def test_frontend_unit_tests_pass(tmp_path):
+    """Runs ``jlpm test`` (vitest: the lineage model, parser and views) in labextension/."""
+    jlpm, env = jlpm_ready(tmp_path, "vitest")
     out = subprocess.run([jlpm, "test"], cwd=SOURCE, env=env, capture_output=True, text=True, timeout=300)
     report = ANSI.sub("", out.stdout + out.stderr)
     assert out.returncode == 0, report[-4000:]

@@ -4,12 +4,11 @@ and ``cd labextension && jlpm format``."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-from test_labextension_build import ANSI, SOURCE, isolated_env
+from test_labextension_build import ANSI, SOURCE, jlpm_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,13 +28,6 @@ def test_python_passes_ruff_lint():
 
 
 def test_labextension_passes_eslint_and_prettier(tmp_path):
-    env = isolated_env(tmp_path)
-    jlpm = shutil.which("jlpm", path=env["PATH"])
-    assert jlpm, "jlpm comes with jupyterlab (jupyter-builder): pip install -e '.[test]'"
-    if not (SOURCE / "node_modules" / ".bin" / "eslint").exists():
-        # The editable install leaves node_modules behind; a bare checkout needs one install.
-        subprocess.run(
-            [jlpm, "install", "--immutable"], cwd=SOURCE, env=env, check=True, capture_output=True, timeout=600
-        )
+    jlpm, env = jlpm_ready(tmp_path, "eslint")
     out = subprocess.run([jlpm, "lint"], cwd=SOURCE, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, "run `jlpm format` in labextension/:\n" + ANSI.sub("", out.stdout + out.stderr)[-4000:]
