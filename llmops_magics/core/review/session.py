@@ -33,7 +33,7 @@ import os
 import random
 import re
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 from ...config import Settings, settings
@@ -236,7 +236,7 @@ def review_key(rows: list[dict], run_id: str | None) -> str:
 
 
 def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _reviewer() -> str:
@@ -360,7 +360,7 @@ class ReviewSession:
         try:
             c = client(self.cfg)  # bounded: MLflow's own retries would freeze the view for minutes
             c.log_dict(self.run_id, {"columns": list(_COLUMNS), "data": rows}, VERDICTS_ARTIFACT)
-            now = int(datetime.now(UTC).timestamp() * 1000)
+            now = int(datetime.now(timezone.utc).timestamp() * 1000)
             metrics = {
                 "review.candidate_wins": t.candidate_wins,
                 "review.primary_wins": t.primary_wins,
