@@ -86,15 +86,19 @@ def test_every_kernel_works_after_a_kill_during_store_creation(tmp_path):
     )
     try:
         assert creator.stdout.readline().strip() == "ready"
-        # How long a whole creation takes here, so the kills land inside it.
-        t0 = time.monotonic()
-        creator.stdin.write(f"{tmp_path / 'whole'}\n")
-        creator.stdin.flush()
-        whole_pid = int(creator.stdout.readline())
-        while _alive(whole_pid):
-            time.sleep(0.01)
-        create_s = time.monotonic() - t0
-        assert (tmp_path / "whole" / "mlflow.db").is_file()
+        # How long a whole creation takes here, so the kills land inside it: the fastest of
+        # three (the first, with cold caches, is slower than the ones the kills hit).
+        times = []
+        for i in range(3):
+            t0 = time.monotonic()
+            creator.stdin.write(f"{tmp_path / f'whole-{i}'}\n")
+            creator.stdin.flush()
+            whole_pid = int(creator.stdout.readline())
+            while _alive(whole_pid):
+                time.sleep(0.01)
+            times.append(time.monotonic() - t0)
+            assert (tmp_path / f"whole-{i}" / "mlflow.db").is_file()
+        create_s = min(times)
         rng = random.Random(15)
         folders, hit = [], 0
         for i in range(30):
