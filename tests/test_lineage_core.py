@@ -366,3 +366,13 @@ def test_alias_moves_pins_and_table_writes_reach_the_cells_lineage(shell, tmp_pa
     assert "table notes new→v" in indexed.bundle()["summary"]
     for record in (registered, pinned, indexed):
         assert {e["kind"] for e in record.events} <= set(events.EVENTS)
+
+
+def test_an_event_of_another_shape_is_skipped_not_the_cell():
+    from llmops_magics.core.lineage.derive import derive
+
+    odd = {"kind": "generation", "model": "chat/2", "prompt": "summarize/4", "prompt_tokens": "many"}
+    good = {"kind": "shadow", "name": "s", "verdict": "equivalent", "primary": "a", "candidate": "b", "run_id": "r1"}
+    d = derive([odd, good, {"kind": "from-a-newer-version"}, {"kind": "alias"}])
+    assert d["shadow"] == [{"name": "s", "verdict": "equivalent", "run_id": "r1"}]
+    assert d["summary"] == "shadow s equivalent · run r1"

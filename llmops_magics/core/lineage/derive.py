@@ -86,8 +86,14 @@ def derive(records: list[dict]) -> dict:
     cell = _Cell()
     for record in records:
         event = ev.parse(record)
-        if event is not None:
+        if event is None:
+            continue
+        try:
             cell.add(event)
+        except (AttributeError, TypeError, ValueError):
+            # A record read back from disk may hold a field of another shape (an older
+            # version, a hand-edited spool): the rest of that event is skipped, never the cell.
+            continue
     return {
         "prompts": cell.prompts,
         "models": cell.models,
