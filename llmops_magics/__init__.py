@@ -9,6 +9,7 @@ from .config import configure, settings
 from .core.adapter.check import check_adapter
 from .core.adapter.report import AdapterReport
 from .core.generation.engine_list import engine_log, list_engines, stop_engine
+from .core.generation.engines import release_all
 from .core.generation.llm import LlmResult, llm
 from .core.lineage.views import export_openlineage, lineage_cell, lineage_sync, lineage_table
 from .core.registry.aliases import alias_history, move_alias
@@ -75,18 +76,19 @@ __all__ = [
 
 def load_ipython_extension(ipython) -> None:
     """Register the magics (``%load_ext llmops_magics``)."""
+    # deferred: IPython, so `import llmops_magics` from a script or CI stays free of it
     from .magics import MAGICS
+    from .magics.lineage_hooks import install
 
     for magics_class in MAGICS:
         ipython.register_magics(magics_class)
-    from .magics.lineage_hooks import install
 
     install(ipython)
 
 
 def unload_ipython_extension(ipython) -> None:
     """Remove the magics and stop the engines this kernel started."""
-    from .core.generation.engines import release_all
+    # deferred: IPython, as in load_ipython_extension
     from .magics import MAGICS
     from .magics.lineage_hooks import uninstall
 
