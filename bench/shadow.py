@@ -13,7 +13,18 @@
 
     .venv/bin/python bench/shadow.py --lora [--cases 64] [--tokens 16] [--reps 2]
 
-3. LoRA candidate, both adapter paths: in one process per path (so peak memory is that
+    .venv/bin/python bench/shadow.py --traced [--cases 64] [--tokens 16] [--reps 3]
+
+4. Traced path: the raw vLLM generate of both sides (primary, then the LoRA candidate,
+   the layout of 1.) against the same generate plus writing its 2N generations as MLflow
+   traces linked to a run (:func:`llmops_magics.core.tracking.write_traces`, the writer
+   ``shadow()`` uses) into the embedded sqlite store. Interleaved repetitions, medians;
+   overhead = traced / raw - 1 (target: under 10%); also the write against the
+   generation of the same traced run (steadier on a shared machine), the write's own
+   seconds and calls, and the overhead had the candidate been the base itself (the
+   fastest side, the harshest ratio).
+
+5. LoRA candidate, both adapter paths: in one process per path (so peak memory is that
    path's own), ``shadow()`` of base vs base and of base vs the LoRA candidate on the
    same cases, warm (engines started, merged copy built); the ratio LoRA / base-vs-base
    per path (target for ``merged``: at most 1.3x), the cold first LoRA shadow (merge and
@@ -181,12 +192,115 @@ def lora_bench(args) -> None:
     print(f"merged LoRA shadow vs shared LoRA shadow: {lo['lora_s'] / me['lora_s']:.2f}x faster")
 
 
+def traced_bench(args) -> None:
+    """Raw generation of both sides vs the same generation plus writing its 2N traces."""
+    work = Path(tempfile.mkdtemp(prefix="bench-traced-"))
+    os.environ["LLMOPS_HOME"] = str(work / "home")
+    import llmops_magics
+    from llmops_magics.backends.base import GenerationRequest, Sampling
+    from llmops_magics.backends.default_models import chat_model_dir
+    from llmops_magics.core import tracking
+    from llmops_magics.core.doctor import CPU_FLAGS, cpu_info
+    from llmops_magics.core.generation import engines
+    from llmops_magics.core.generation.resolve import resolve_model
+    from llmops_magics.core.tracking import trace_write as tw
+
+    llmops_magics.config.reset()
+    cfg = llmops_magics.settings()
+    base = chat_model_dir(cfg.model_cache, progress=False)
+    adapter = make_adapter(base, work / "adapter")
+    inputs = [t.format(topic) for t in TEMPLATES for topic in TOPICS][: args.cases]
+    sides = {"primary": resolve_model("default"), "candidate": resolve_model(str(adapter))}
+    gen, _ = engines.get_generator(sides["primary"].base_path, backend="vllm")
+    sampling = Sampling(max_tokens=args.tokens, temperature=0.0, seed=0)
+    messages = [({"role": "user", "content": p},) for p in inputs]
+
+    def generate(role: str):
+        requests = [GenerationRequest(m, sampling, sides[role].adapter) for m in messages]
+        t0 = time.time_ns()
+        return t0, gen.generate(requests)
+
+    def traces(role: str, started: int, results) -> list:
+        model = sides[role]
+        side = tw.generation_attributes(
+            model=model.label,
+            model_ref=model.ref,
+            model_digest="0" * 64,  # shadow takes it from its params: no hashing in the timed path
+            adapter=model.adapter.path if model.adapter else "",
+            sampling={"max_tokens": sampling.max_tokens, "temperature": 0.0, "seed": 0, "top_p": 1.0},
+            engine_args={"dtype": gen.dtype},
+            serving={"backend": gen.backend, "dtype": gen.dtype, "device": gen.device},
+        )
+        return [
+            tw.GenerationTrace(
+                name=f"shadow {role}",
+                messages=m,
+                response=r.text,
+                attributes={
+                    **side,
+                    tw.PROMPT_TOKENS: r.prompt_tokens,
+                    tw.COMPLETION_TOKENS: r.completion_tokens,
+                    tw.LATENCY_S: r.latency_s,
+                },
+                start_ns=started,
+                end_ns=started + int(r.latency_s * 1e9),
+                tags={tw.KIND_TAG: "shadow", tw.ROLE_TAG: role, tw.CASE_TAG: i},
+            )
+            for i, (m, r) in enumerate(zip(messages, results))
+        ]
+
+    run_id = tracking.log_run(run_name="bench traced", tags={}, params={}, metrics={}, cfg=cfg)
+
+    def raw() -> dict:
+        out = {}
+        for role in ("primary", "candidate"):
+            t0 = time.perf_counter()
+            generate(role)
+            out[role] = time.perf_counter() - t0
+        return out
+
+    def traced() -> tuple[float, float, tw.TraceReport]:
+        t0 = time.perf_counter()
+        batches = {role: generate(role) for role in ("primary", "candidate")}
+        generated = time.perf_counter() - t0
+        written = [t for role, (started, results) in batches.items() for t in traces(role, started, results)]
+        report = tw.write_traces(written, run_id=run_id, cfg=cfg)
+        assert report.failed == 0, report.note
+        return time.perf_counter() - t0, generated, report
+
+    traced()  # warm-up: the adapter loaded, the store's first writes
+    raws, traceds, in_run, writes, base_s = [], [], [], [], []
+    for _ in range(args.reps):
+        one = raw()
+        base_s.append(one["primary"])
+        raws.append(sum(one.values()))
+        seconds, generated, report = traced()
+        traceds.append(seconds)
+        # The same run's own generation: a ratio that the neighbours' load moves far less.
+        in_run.append((seconds - generated) / generated)
+        writes.append(report.seconds)
+    engines.release_all()
+    r, t, w = statistics.median(raws), statistics.median(traceds), statistics.median(writes)
+    primary_s = statistics.median(base_s)
+    name, flags = cpu_info()
+    n = 2 * len(inputs)
+    print(f"CPU: {name}; flags: {' '.join(f if f in flags else '-' + f for f in CPU_FLAGS)}")
+    print(f"{len(inputs)} cases x {args.tokens} tokens, both sides, greedy, {gen.dtype}; medians of {args.reps}")
+    print(f"raw generate, both sides        : {r:7.2f} s   runs {[round(x, 2) for x in raws]}")
+    print(f"generate + {n} traces written    : {t:7.2f} s   runs {[round(x, 2) for x in traceds]}")
+    print(f"trace write alone               : {w:7.2f} s   ({report.calls} calls, {w / n * 1e3:.1f} ms/trace)")
+    print(f"overhead (traced / raw - 1)     : {t / r - 1:+7.1%}")
+    print(f"overhead within each traced run : {statistics.median(in_run):+7.1%}   runs {[f'{x:+.1%}' for x in in_run]}")
+    print(f"had the candidate been the base : {w / (2 * primary_s):+7.1%}  (write / 2 x {primary_s:.2f} s base batch)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--cases", type=int, default=64)
     parser.add_argument("--tokens", type=int, default=32)
     parser.add_argument("--reps", type=int, default=2)
     parser.add_argument("--lora", action="store_true", help="LoRA candidate: merged vs shared engine")
+    parser.add_argument("--traced", action="store_true", help="raw generation vs generation + its MLflow traces")
     parser.add_argument("--lora-child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--work", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -198,6 +312,9 @@ def main() -> None:
         return
     if args.lora:
         lora_bench(args)
+        return
+    if args.traced:
+        traced_bench(args)
         return
 
     work = Path(tempfile.mkdtemp(prefix="bench-shadow-"))

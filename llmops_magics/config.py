@@ -59,6 +59,13 @@ class Settings:
         Most seconds MLflow may add to one command (all its calls together); past it,
         or once MLflow fails, the command goes on without MLflow and keeps what it
         would have written until MLflow answers again.
+    redact_text : str
+        ``'module:function'`` of a ``str -> str`` hook applied to every request and
+        response read from a trace, dataset or earlier run before it is shown, logged,
+        stored or sent to a model (production text may hold personal data).
+    max_scorer_calls : int
+        Most scorer and judge calls one shadow run may make; a run that would need
+        more is refused before any generation.
     """
 
     home: Path = Path(".llmops")
@@ -71,6 +78,8 @@ class Settings:
     verbose: bool = False
     ui_url: str = ""
     mlflow_timeout_s: float = 10.0
+    redact_text: str = ""
+    max_scorer_calls: int = 10_000
 
     def __post_init__(self):
         if self.backend not in BACKENDS:
@@ -90,6 +99,13 @@ class Settings:
         if not timeout > 0:
             raise ConfigError(f"mlflow_timeout_s must be a number of seconds above 0, got {self.mlflow_timeout_s!r}")
         object.__setattr__(self, "mlflow_timeout_s", timeout)
+        try:
+            calls = int(self.max_scorer_calls)
+        except (TypeError, ValueError):
+            calls = 0
+        if calls < 1:
+            raise ConfigError(f"max_scorer_calls must be a whole number of at least 1, got {self.max_scorer_calls!r}")
+        object.__setattr__(self, "max_scorer_calls", calls)
 
     @property
     def resolved_tracking_uri(self) -> str:
@@ -120,6 +136,8 @@ def _from_env() -> Settings:
         ("model_cache", "LLMOPS_MODEL_CACHE"),
         ("ui_url", "LLMOPS_UI_URL"),
         ("mlflow_timeout_s", "LLMOPS_MLFLOW_TIMEOUT_S"),
+        ("redact_text", "LLMOPS_REDACT_TEXT"),
+        ("max_scorer_calls", "LLMOPS_MAX_SCORER_CALLS"),
     ):
         if env.get(var):
             kw[name] = env[var]

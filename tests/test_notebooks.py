@@ -52,7 +52,11 @@ EXPECTED = {
         ("llm-prompt", "model chat/1"),
         # The trained adapter prefixes every answer with "In short:": all cases differ.
         ("shadow-verdict", "differing cases: 6 of 6"),
-        ("shadow-verdict", "verdict: worse"),
+        # Different answers are a behaviour change; no quality check says they are worse.
+        ("shadow-verdict", "behaviour: changed"),
+        ("app-traces", "traced 3 production calls"),
+        ("traces-verdict", "behaviour: changed"),
+        ("traces-verdict", "recorded side: recorded"),
         ("adapter-verdict", "adapter verdict: degraded"),
         ("lance-shadow", "4 queries"),
         ("lance-status", "cut_over"),

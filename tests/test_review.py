@@ -152,7 +152,9 @@ def test_verdicts_go_to_spool_then_mlflow_and_reveal_the_side(shadow_result):
     s.go(0)
     assert s.state()["case"]["revealed"] and s.state()["case"]["left_label"].startswith(first.left)
 
+    # The verdict lines (marks of the feedback sent to the case's traces may follow them).
     lines = [json.loads(x) for x in s.spool_path.read_text().splitlines()]
+    lines = [x for x in lines if x["type"] == "verdict"]
     assert lines[-1]["case_id"] == first.id and lines[-1]["note"] == "more precise"
     assert lines[-1]["reviewer"] == "alice" and lines[-1]["run_id"] == shadow_result.run_id
 
@@ -164,6 +166,18 @@ def test_verdicts_go_to_spool_then_mlflow_and_reveal_the_side(shadow_result):
     metrics = c.get_run(shadow_result.run_id).data.metrics
     assert metrics["review.reviewed"] == 1
     assert metrics["review.candidate_win_rate"] == (1.0 if first.left == "candidate" else 0.0)
+
+    # The shadow traced both generations of the case: the vote is feedback on each trace.
+    row = next(r for r in shadow_result.rows if r["id"] == first.id)
+    for side in ("primary", "candidate"):
+        trace = c.get_trace(row[f"{side}_trace_id"])
+        found = [a for a in trace.info.assessments if a.name == "preference"]
+        assert [(a.source.source_type, a.source.source_id, a.value, a.rationale) for a in found] == [
+            ("HUMAN", "alice", first.left, "more precise")
+        ]
+        assert found[0].metadata["side"] == side and found[0].metadata["outcome"] == (
+            "won" if side == first.left else "lost"
+        )
 
 
 RESUME = r"""
@@ -226,3 +240,42 @@ def test_mlflow_alone_is_enough_to_resume_and_an_outage_keeps_the_spool(shadow_r
 def test_unknown_run_id_is_one_clear_line():
     with pytest.raises(BadInput, match="no MLflow run 'no-such-run'"):
         open_review("no-such-run")
+
+
+def test_two_reviewers_keep_their_own_queues_through_the_widget(tmp_path):
+    from llmops_magics import configure
+    from llmops_magics.widgets.review import ReviewWidget
+
+    cfg = configure(home=tmp_path / "home")
+    rows = synthetic_rows(4)
+
+    def send(widget, **content):
+        # What a message from the browser reaches: the comm's handler, then the widget's.
+        widget._handle_msg({"content": {"data": {"method": "custom", "content": content}}, "buffers": []})
+        assert not widget.state["error"], widget.state["error"]
+
+    ann = ReviewWidget(ReviewSession(rows, reviewer="ann", cfg=cfg))
+    for _ in range(4):
+        send(ann, action="vote", choice="tie")
+    ben = ReviewWidget(ReviewSession(rows, reviewer="ben", cfg=cfg))
+    assert ben.state["reviewer"] == "ben" and ben.state["tally"]["reviewed"] == 0
+    send(ben, action="vote", choice="tie")
+    send(ben, action="key", key="ArrowLeft")
+    assert ben.state["index"] == 0
+    send(ben, action="go", index=1)
+    send(ben, action="vote", choice="tie")
+    send(ben, action="vote", choice="skip")
+    assert ann.state["tally"]["reviewed"] == 4 and ben.state["tally"]["reviewed"] == 3
+
+    # Each resumes their own queue; each has a spool of their own.
+    assert ReviewSession(rows, reviewer="ben", cfg=cfg).index == 3
+    assert ReviewSession(rows, reviewer="ann", cfg=cfg).done
+    assert ann.session.spool_path != ben.session.spool_path
+    # Every shared verdict is a tie: alpha cannot tell agreement from chance, and says so.
+    assert ann.state["summary"] is None  # ann's view has not read ben's votes yet
+    send(ann, action="refresh")
+    summary = ann.state["summary"]
+    assert set(summary["reviewers"]) == {"ann", "ben"}
+    assert summary["agreement"]["alpha"] is None and summary["agreement"]["cases"] == 2
+    assert "undefined" in summary["lines"][-1]
+    assert summary["pooled"]["reviewed"] == 7 and summary["pooled"]["total"] == 8

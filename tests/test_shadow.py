@@ -125,7 +125,10 @@ def test_lora_candidate_differences_are_found_and_reported(shell, lora_adapter):
     assert result.params["candidate_adapter_digest"] and not result.params["primary_adapter"]
     assert result.params["engine_plan"] == "shared", "same base: one engine, adapter per request"
     assert len(result.differing_cases) >= 7
-    assert result.label == "worse"
+    # Different answers are a behaviour change; no quality check shows them worse, and
+    # eight refusal-free cases cannot bound the refusal rate within 5%: inconclusive.
+    assert result.change == "changed"
+    assert result.label == "inconclusive", result.verdict.reasons
     assert result.verdict.check("identical outputs").verdict == "worse"
     assert result.verdict.check("embedding similarity").verdict == "worse"
     df = result.to_pandas()
@@ -133,7 +136,7 @@ def test_lora_candidate_differences_are_found_and_reported(shell, lora_adapter):
     assert (df["primary_output"] != df["candidate_output"]).sum() == len(result.differing_cases)
     worst = result.most_divergent(3)
     bundle = result._repr_mimebundle_()
-    assert "WORSE" in bundle["text/plain"] and "most divergent cases" in bundle["text/plain"]
+    assert "behaviour: CHANGED" in bundle["text/plain"] and "most divergent cases" in bundle["text/plain"]
     assert "identical outputs" in bundle["text/html"]
     assert str(worst[0]["id"]) in bundle["text/plain"]
 
@@ -285,7 +288,7 @@ def test_serving_config_change_of_the_same_weights_is_a_candidate():
     assert (together.params["primary_dtype"], together.params["candidate_dtype"]) == (default, other)
     assert any("different dtypes" in n for n in together.notes)
     assert together.differing_cases, f"{other} changed greedy outputs of some prompts"
-    assert together.label != "equivalent"
+    assert together.change != "unchanged"
     # Not enough memory for two: one engine at a time, the first released; same batches,
     # same outputs.
     before = len(engines.loaded_engines())

@@ -122,6 +122,8 @@ class ShadowRan(Event):
     verdict: str
     primary: str
     candidate: str
+    change: str | None = None  # unchanged | changed | inconclusive (the verdict is quality)
+    source: str | None = None  # where the cases came from, when not typed in
     n_cases: int = 0
     primary_label: str | None = None
     candidate_label: str | None = None

@@ -124,6 +124,7 @@ RULES: dict[str, Rule] = {
     "memory_limit_gb": _number(8, 0.1),
     "engine_plan": Rule("choice", "one-at-a-time", choices=("auto", "together", "one-at-a-time")),
     "adapter_mode": Rule("choice", "merged", choices=("auto", "lora", "merged")),
+    "max_scorer_calls": _whole(1000, 1),
     # adapter check
     "max_lora_rank": _whole(16, 1),
     "max_new_tokens": _whole(16, 1),
@@ -175,11 +176,25 @@ def sampling(max_tokens=128, temperature=0.0, seed=0):
     return Sampling(**check(max_tokens=max_tokens, temperature=temperature, seed=seed))
 
 
+# A scorer's equivalence margin: ``--threshold scorer.NAME=0.1`` (one scorer) and
+# ``--threshold scorer_margin=0.1`` (every scorer without its own). Above 0: a margin of 0
+# could never be met. A pass rate moves by at most 1, so a larger margin for a pass/fail
+# scorer is read as 1 when the scorer's results are known (core.shadow.scorers).
+SCORER_PREFIX = "scorer."
+MARGIN_NEED = "must be a number above 0 (the largest paired difference still equivalent; at most 1 for a pass rate)"
+
+
 def check_thresholds(values: dict) -> dict:
-    """``{"max_differing_rate": "0.1"}`` -> checked numbers; unknown names refused."""
-    unknown = sorted(set(values) - set(THRESHOLD_RULES))
+    """``{"max_differing_rate": "0.1"}`` -> checked numbers; unknown names refused.
+
+    ``scorer.NAME`` keys (and a ``scorer_margins`` mapping, as ``Thresholds.as_dict()``
+    gives it) are gathered into one ``scorer_margins`` dict of checked margins.
+    """
+    named = {k: v for k, v in values.items() if k.startswith(SCORER_PREFIX) and len(k) > len(SCORER_PREFIX)}
+    plain = {k: v for k, v in values.items() if k not in named and k != "scorer_margins"}
+    unknown = sorted(set(plain) - set(THRESHOLD_RULES) - {"scorer_margin"})
     if unknown:
-        known = ", ".join(THRESHOLD_RULES)
+        known = ", ".join([*THRESHOLD_RULES, "scorer_margin", "scorer.NAME"])
         raise OptionError(
             unknown[0],
             values[unknown[0]],
@@ -187,7 +202,28 @@ def check_thresholds(values: dict) -> dict:
             "0.1",
             flag=f"--threshold {unknown[0]}=",
         )
-    return {name: THRESHOLD_RULES[name].coerce(name, v) for name, v in values.items()}
+    out = {
+        name: _margin(name, v) if name == "scorer_margin" else THRESHOLD_RULES[name].coerce(name, v)
+        for name, v in plain.items()
+    }
+    given = values.get("scorer_margins")
+    if given is not None and not isinstance(given, dict):
+        raise OptionError("scorer_margins", given, "must map scorer names to margins", "{'is_polite': 0.1}")
+    margins = {str(k): _margin(SCORER_PREFIX + str(k), v) for k, v in (given or {}).items()}
+    margins.update({key[len(SCORER_PREFIX) :]: _margin(key, v) for key, v in named.items()})
+    if given is not None or margins:
+        out["scorer_margins"] = margins
+    return out
+
+
+def _margin(key: str, value) -> float:
+    try:
+        number = float(value) if not isinstance(value, bool) else math.nan
+    except (TypeError, ValueError):
+        number = math.nan
+    if not (number > 0 and math.isfinite(number)):  # NaN fails too
+        raise OptionError(key, value, MARGIN_NEED, "0.05", flag=f"--threshold {key}=")
+    return number
 
 
 def check_engine_args(values: dict | None, what: str = "engine_args") -> dict:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from IPython.core.magic import Magics, cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
-from traitlets import Bool, Dict, Enum, Float, Unicode, default, observe
+from traitlets import Bool, Dict, Enum, Float, Integer, Unicode, default, observe
 
 from .. import config
 from ..core.generation.llm import llm as run_llm
@@ -60,6 +60,12 @@ class LlmopsMagics(Magics):
     ui_url = Unicode(config=True, help="MLflow UI base URL (e.g. from `llmops-magics ui`); results link their runs.")
     short_errors = Bool(True, config=True, help="Show errors as one line; False brings tracebacks back.")
     mlflow_timeout_s = Float(config=True, help="Most seconds MLflow may add to one command; then it goes on without.")
+    redact_text = Unicode(
+        config=True, help="'module:function' (str -> str) run on every request/response read from traces or datasets."
+    )
+    max_scorer_calls = Integer(
+        config=True, help="Most scorer/judge calls one %shadow may make (refused before it runs)."
+    )
 
     @default("home")
     def _d_home(self):
@@ -97,6 +103,14 @@ class LlmopsMagics(Magics):
     def _d_mlflow_timeout(self):
         return config.settings().mlflow_timeout_s
 
+    @default("redact_text")
+    def _d_redact_text(self):
+        return config.settings().redact_text
+
+    @default("max_scorer_calls")
+    def _d_max_scorer_calls(self):
+        return config.settings().max_scorer_calls
+
     @observe(
         "home",
         "tracking_uri",
@@ -107,6 +121,8 @@ class LlmopsMagics(Magics):
         "verbose",
         "ui_url",
         "mlflow_timeout_s",
+        "redact_text",
+        "max_scorer_calls",
     )
     def _push_setting(self, change):
         # A rejected value (e.g. backend=openai without an endpoint) raises ConfigError here.

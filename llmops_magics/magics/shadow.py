@@ -49,7 +49,7 @@ class ShadowCommand:
     """
 
     inputs: str | None  # a notebook variable's name; None: the cell holds the inputs
-    primary: str
+    primary: str | None  # None only with --baseline (the earlier run's answers are the primary)
     candidate: str
     prompt: str | None
     n: int | str | None
@@ -68,6 +68,14 @@ class ShadowCommand:
     log: bool
     adapter_mode: str
     threshold_options: dict  # --threshold NAME=VALUE: shadow()'s **threshold_options
+    from_traces: str | None
+    trace_filter: str | None
+    since: str | None
+    from_dataset: str | None
+    baseline: str | None
+    baseline_side: str
+    scorers: tuple  # names of Scorer objects in the notebook namespace
+    max_scorer_calls: int | str | None
 
     @classmethod
     def from_args(cls, args) -> ShadowCommand:
@@ -92,15 +100,31 @@ class ShadowCommand:
             log=not args.no_log,
             adapter_mode=args.adapter_mode,
             threshold_options=parse_options(",".join(args.threshold), "--threshold"),
+            from_traces=args.from_traces,
+            trace_filter=args.filter,
+            since=args.since,
+            from_dataset=args.from_dataset,
+            baseline=args.baseline,
+            baseline_side=args.baseline_side,
+            scorers=tuple(args.scorer),
+            max_scorer_calls=args.max_scorer_calls,
         )
 
 
 @magics_class
 class ShadowMagics(Magics):
-    """``%%shadow`` (``%shadow ... --inputs VAR`` as a line): the result is shown and bound to ``_shadow``."""
+    """``%%shadow`` (``%shadow ... --inputs VAR`` as a line): the result is shown and bound to ``_shadow``.
+
+    Cases from elsewhere use the line form: ``%shadow --from-traces APP ...``,
+    ``--from-dataset NAME`` or ``--baseline RUN_ID``.
+    """
 
     @magic_arguments()
-    @argument("--primary", required=True, help="Model ref in production now (e.g. chat@champion).")
+    @argument(
+        "--primary",
+        default=None,
+        help="Model ref in production now (e.g. chat@champion), or 'recorded' (the answers the traces hold).",
+    )
     @argument("--candidate", required=True, help="Model ref to compare (e.g. chat@challenger).")
     @argument("--prompt", default=None, help="Prompt ref; inputs fill its template variables.")
     @argument("--inputs", default=None, help="Name of a list or pandas DataFrame/Series in the namespace.")
@@ -122,6 +146,14 @@ class ShadowMagics(Magics):
         help="auto | merged | lora: serve a LoRA side from a merged copy (base speed) or per request.",
     )
     @argument("--threshold", action="append", default=[], help="NAME=VALUE, e.g. max_differing_rate=0.1.")
+    @argument("--from-traces", default=None, help="MLflow experiment (name or id) whose traces are the cases.")
+    @argument("--filter", default=None, help="MLflow trace filter, e.g. \"tags.route = 'refunds'\".")
+    @argument("--since", default=None, help="Only traces of the last 7d, 12h, 30m...")
+    @argument("--from-dataset", default=None, help="MLflow evaluation dataset whose records are the cases.")
+    @argument("--baseline", default=None, help="Run id of an earlier shadow run: its recorded answers are the primary.")
+    @argument("--baseline-side", default="candidate", help="Which side of the --baseline run to replay.")
+    @argument("--scorer", action="append", default=[], help="Name of an MLflow Scorer in the notebook (repeatable).")
+    @argument("--max-scorer-calls", default=None, help="Refuse a run whose scorers would be called more often.")
     @argument("--backend", choices=list(config.BACKENDS), default=None, help="Override the backend.")
     @argument("--no-log", action="store_true", help="Do not record an MLflow run.")
     @line_cell_magic
@@ -130,13 +162,20 @@ class ShadowMagics(Magics):
         """Run both models over the inputs; show the verdict; bind ``_shadow``."""
         cmd = parse_command(self.shadow, line, ShadowCommand)
         inputs = self._inputs(cmd.inputs, cell or "")
-        result = run_shadow(inputs, **as_kwargs(cmd, "inputs", "threshold_options"), **cmd.threshold_options)
+        scorers = [self._scorer(name) for name in cmd.scorers]
+        kwargs = as_kwargs(cmd, "inputs", "threshold_options", "scorers")
+        result = run_shadow(inputs, **kwargs, scorers=scorers, **cmd.threshold_options)
         self.shell.user_ns["_shadow"] = result
         return result
 
+    def _scorer(self, name: str):
+        if name not in self.shell.user_ns:
+            raise BadInput(f"--scorer {name}: no variable named {name!r} in the notebook (define it with @scorer)")
+        return self.shell.user_ns[name]
+
     def _inputs(self, var: str | None, cell: str):
         if var is None:
-            return cell
+            return cell or None
         if cell.strip():
             raise BadInput("give inputs either in the cell or with --inputs, not both")
         if var not in self.shell.user_ns:

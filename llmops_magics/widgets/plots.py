@@ -93,7 +93,7 @@ def _panel_traces(result, tally) -> dict[str, tuple[list, dict]]:
         "length_ratio": (length, {"x": "candidate / primary characters", "y": "cases"}),
         "latency": (latency, {"x": "", "y": "seconds"}),
         "checks": (verdict_traces, {"x": "verdict", "y": ""}),
-        "review": (review, {"x": "", "y": "cases"}),
+        "review": (review, {"x": "", "y": "votes"}),
     }
 
 
@@ -155,11 +155,12 @@ def shadow_plots(result, *, review: bool = True, seed: int = 0) -> ShadowPlots:
     ----------
     result : ShadowResult
     review : bool
-        Read the review verdicts recorded so far (spool and MLflow) for the tally.
+        Read the review verdicts recorded so far (spool and MLflow) for the tally: every
+        reviewer's votes together.
     """
     tally = None
     if review:
-        tally = open_review(result, seed=seed).tally()
+        tally = open_review(result, seed=seed).summary().pooled
     panels = _panel_traces(result, tally)
     figures = {}
     for name in PANELS:

@@ -25,7 +25,8 @@ function render({ model, el }) {
   const head = node("div", "llmops-rv-head");
   const progress = node("span", "llmops-rv-progress");
   const bar = node("progress", "llmops-rv-bar");
-  head.append(progress, bar);
+  const reviewer = node("span", "llmops-rv-reviewer");
+  head.append(progress, bar, reviewer);
 
   const prompt = node("div", "llmops-rv-prompt");
   const cols = node("div", "llmops-rv-cols");
@@ -55,10 +56,12 @@ function render({ model, el }) {
     ["3 tie", () => vote("tie")],
     ["s skip", () => vote("skip")],
     ["next →", () => send({ action: "move", step: 1 })],
+    ["↻ refresh", () => send({ action: "refresh" }), "read the other reviewers' votes again, send pending feedback"],
   ];
-  for (const [label, fn] of spec) {
+  for (const [label, fn, title] of spec) {
     const b = node("button", "llmops-rv-button", label);
     b.type = "button";
+    if (title) b.title = title;
     b.addEventListener("click", () => {
       fn();
       root.focus();
@@ -69,8 +72,10 @@ function render({ model, el }) {
 
   const reveal = node("div", "llmops-rv-reveal");
   const tally = node("div", "llmops-rv-tally");
+  // Per-reviewer win rates and the agreement, once a second reviewer has voted.
+  const summary = node("div", "llmops-rv-summary");
   const error = node("div", "llmops-rv-error");
-  root.append(head, prompt, cols, buttons, reveal, tally, error);
+  root.append(head, prompt, cols, buttons, reveal, tally, summary, error);
   el.appendChild(root);
 
   root.addEventListener("keydown", (ev) => {
@@ -116,6 +121,11 @@ function render({ model, el }) {
     const mine = c.revealed ? `your verdict: ${c.vote} (${c.winner})${c.note ? " · note: " + c.note : ""}` : "";
     reveal.textContent = [s.last ? s.last.text : "", mine].filter(Boolean).join(" · ");
     tally.textContent = t.text || "";
+    reviewer.textContent = s.reviewer ? `reviewer: ${s.reviewer}` : "";
+    const lines = (s.summary && s.summary.lines) || [];
+    summary.replaceChildren(...lines.map((line) => node("div", "llmops-rv-summary-line", line)));
+    const pending = (s.feedback && s.feedback.pending) || 0;
+    reviewer.title = pending ? `${pending} feedback(s) not yet in MLflow (kept in the spool)` : "";
     error.textContent = s.error || s.sync_error || "";
   }
   model.on("change:state", update);

@@ -20,10 +20,14 @@ _HERE = Path(__file__).parent
 class ReviewWidget(anywidget.AnyWidget):
     """One case at a time, blind, with keyboard votes and a live tally.
 
+    The view shows whose queue it is; once a second reviewer has voted, each reviewer's
+    win rate and the agreement between them (Krippendorff's alpha) appear under the tally.
+
     Parameters
     ----------
     session : ReviewSession
-        The review to show; votes go through it (spool first, then MLflow).
+        One reviewer's review; votes go through it (spool first, then MLflow: the run's
+        tables and feedback on the case's traces).
     """
 
     _esm = _HERE / "review.js"
@@ -40,7 +44,10 @@ class ReviewWidget(anywidget.AnyWidget):
         self.state = {**self.session.state(), "error": error}
 
     def act(self, content: dict) -> None:
-        """Apply one action from the view: ``vote`` | ``move`` | ``go`` | ``key``."""
+        """Apply one action from the view: ``vote`` | ``move`` | ``go`` | ``key`` | ``refresh``.
+
+        ``refresh`` reads the other reviewers' verdicts again and sends pending feedback.
+        """
         s = self.session
         action = content.get("action")
         if action == "vote":
@@ -51,6 +58,8 @@ class ReviewWidget(anywidget.AnyWidget):
             s.go(int(content.get("index", 0)))
         elif action == "key":
             s.press(str(content.get("key", "")))
+        elif action == "refresh":
+            s.refresh()
         else:
             raise LlmopsError(f"unknown action {action!r}")
         self.refresh()

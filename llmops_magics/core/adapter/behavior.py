@@ -21,14 +21,18 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
 from ...backends.base import Adapter
+from ...config import Settings, settings
 from ...errors import BadInput
+from ..generation.digests import adapter_digest, folder_digest
 from ..generation.engines import get_generator, loaded_engines, release
+from ..tracking import trace_write
 from .report import Finding
 
 NO_EFFECT_KL = 1e-3  # nats/token: below this the adapter changes (almost) nothing
@@ -193,12 +197,31 @@ def _agreement(dists: list[_Dists]) -> float:
 
 @dataclass
 class BehaviorResult:
-    """Findings, aggregate metrics and per-probe numbers of the behavioral check."""
+    """Findings, aggregate metrics and per-probe numbers of the behavioral check.
+
+    ``traces`` holds one trace per greedy reference continuation the check generated,
+    not yet written: the check's run is logged after it, and :func:`write_behavior_traces`
+    then writes them linked to that run.
+    """
 
     findings: list[Finding] = field(default_factory=list)
     metrics: dict = field(default_factory=dict)
     per_probe: dict = field(default_factory=dict)
     backend: str = "transformers"
+    traces: list = field(default_factory=list)
+
+
+def write_behavior_traces(
+    result: BehaviorResult, run_id: str | None, cfg: Settings | None = None
+) -> trace_write.TraceReport:
+    """Write the check's generations as MLflow traces linked to its run (see ``traces``).
+
+    Returns
+    -------
+    TraceReport
+        ``note`` says in one line how many traces could not be written, if any.
+    """
+    return trace_write.write_traces(result.traces, run_id=run_id, cfg=cfg)
 
 
 def behavior_check(
@@ -242,7 +265,7 @@ def behavior_check(
     if not same_base:
         started_before = {id(g) for g in loaded_engines()}
         old_scorer = _SCORERS[backend](old_base_path, cfg)
-        old = _old_side(old_scorer, probes, adapter, max_new_tokens, bar)
+        old = _old_side(old_scorer, probes, adapter, max_new_tokens, bar, _Tracer(res, old_base_path, probes, cfg))
         # One vLLM engine at a time: free the old base's before the new one starts.
         if backend == "vllm" and id(old_scorer.gen) not in started_before:
             release(old_scorer.gen)
@@ -260,7 +283,10 @@ def behavior_check(
             )
         )
         old = None
-    refs = old["refs_ad"] if old else new_scorer.greedy(prompts, max_new_tokens, adapter)
+    if old:
+        refs = old["refs_ad"]
+    else:
+        refs = _Tracer(res, base_path, probes, cfg).greedy(new_scorer, prompts, max_new_tokens, adapter, "new_adapter")
     bar.update()
     new_ad = new_scorer.score(prompts, refs, adapter)
     bar.update()
@@ -282,11 +308,11 @@ def behavior_check(
     return res
 
 
-def _old_side(scorer, probes, adapter, n, bar) -> dict:
+def _old_side(scorer, probes, adapter, n, bar, tracer: _Tracer) -> dict:
     prompts = [_prompt_ids(scorer.tokenizer, p) for p in probes]
-    refs_ad = scorer.greedy(prompts, n, adapter)
+    refs_ad = tracer.greedy(scorer, prompts, n, adapter, "old_adapter")
     bar.update()
-    refs_base = scorer.greedy(prompts, n, None)
+    refs_base = tracer.greedy(scorer, prompts, n, None, "old_base")
     bar.update()
     old_ad = scorer.score(prompts, refs_ad, adapter)
     bar.update()
@@ -301,6 +327,48 @@ def _old_side(scorer, probes, adapter, n, bar) -> dict:
         "old_plain": old_plain,
         "old_on_base_refs": old_on_base_refs,
     }
+
+
+class _Tracer:
+    """Greedy reference continuations of one base, each kept as a generation trace."""
+
+    def __init__(self, res: BehaviorResult, base_path: str, probes: Sequence[str], cfg: Settings | None):
+        self.res, self.base_path, self.probes = res, str(base_path), list(probes)
+        self.cfg = cfg or settings()
+
+    def greedy(self, scorer, prompts, n: int, adapter: Adapter | None, role: str) -> list[list[int]]:
+        started = time.time_ns()
+        refs = scorer.greedy(prompts, n, adapter)
+        ended = time.time_ns()
+        # One batch: every continuation ran from its start to its end.
+        side = trace_write.generation_attributes(
+            model=Path(self.base_path).name + (f" + {adapter.name}" if adapter else ""),
+            model_ref=self.base_path,
+            # Cached by size and mtime: the check's own run digests the same files.
+            model_digest=folder_digest(self.base_path, self.cfg),
+            adapter=adapter.path if adapter else "",
+            adapter_digest=adapter_digest(adapter.path, self.cfg) if adapter else "",
+            sampling={"max_tokens": n, "temperature": 0.0, "ignore_eos": True},
+            serving={"backend": scorer.backend, "dtype": scorer.gen.dtype, "device": scorer.gen.device},
+            latency_s=(ended - started) / 1e9,
+        )
+        for i, (probe, prompt, ref) in enumerate(zip(self.probes, prompts, refs)):
+            self.res.traces.append(
+                trace_write.GenerationTrace(
+                    name=f"adapter check {role}",
+                    messages=[{"role": "user", "content": probe}],
+                    response=scorer.tokenizer.decode(ref, skip_special_tokens=True),
+                    attributes={
+                        **side,
+                        trace_write.PROMPT_TOKENS: len(prompt),
+                        trace_write.COMPLETION_TOKENS: len(ref),
+                    },
+                    start_ns=started,
+                    end_ns=ended,
+                    tags={trace_write.KIND_TAG: "adapter_check", trace_write.ROLE_TAG: role, trace_write.CASE_TAG: i},
+                )
+            )
+        return refs
 
 
 def _drift_metrics(res: BehaviorResult, old: dict, new_ad, new_on_base_refs) -> None:

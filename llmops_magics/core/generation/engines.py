@@ -297,11 +297,19 @@ def _with_tail(message: str, log_file: Path, name: str) -> str:
 
 
 def release(generator: Generator) -> None:
-    """Stop one engine and forget it (frees its memory)."""
+    """Stop one engine and forget it (frees its memory).
+
+    Closing an in-process vLLM engine tears down vLLM's process-global parallel state,
+    which breaks every other in-process vLLM engine ("pipeline model parallel group is
+    not initialized", measured): those are stopped too, and start again on next use.
+    """
+    stopped = []
     with _lock:
         for key, engine in list(_engines.items()):
-            if engine.generator is generator:
+            if engine.generator is generator or (generator.backend == "vllm" and key.backend == "vllm"):
                 del _engines[key]
+                if engine.generator is not generator:
+                    stopped.append(engine.generator)
         # Keep a choice while another engine of the same weights (other engine args)
         # still serves it: forgetting it would start a duplicate of that live engine.
         live = {(k.backend, k.model_path) for k in _engines}
@@ -309,6 +317,8 @@ def release(generator: Generator) -> None:
             if (choice.backend, asked[1]) not in live:
                 del _choices[asked]
     generator.close()
+    for other in stopped:
+        other.close()
 
 
 def release_all() -> None:

@@ -13,7 +13,9 @@ from .. import events, options, tracking
 from ..display import esc, html_table, run_link, text_table, warnings_block
 from ..registry.prompts import prompt_requests
 from ..registry.resolve import resolve_prompt
-from .engines import get_engine
+from ..tracking import trace_write
+from .digests import adapter_digest, folder_digest
+from .engines import Engine, get_engine
 from .resolve import ResolvedModel, resolution_note, resolve_chat_model
 
 
@@ -34,6 +36,8 @@ class LlmResult:
     # What did not happen, in one line each (e.g. the MLflow run was kept for later).
     warnings: list = field(default_factory=list)
     run_key: str | None = None
+    # The MLflow trace of each generation, in prompt order (None where one was not written).
+    trace_ids: list = field(default_factory=list)
 
     @property
     def dtype(self) -> str:
@@ -154,13 +158,15 @@ def llm(
     backend : str, optional
         Override ``Settings.backend`` for this call.
     log : bool
-        Record the generation as an MLflow run (default True).
+        Record the generation as an MLflow run and each answer as an MLflow trace linked
+        to it (default True).
 
     Returns
     -------
     LlmResult
-        With ``warnings`` saying what did not happen (an MLflow run that had to be
-        kept for later); the answers are there whatever MLflow did.
+        With ``trace_ids``, and ``warnings`` saying what did not happen (an MLflow run
+        that had to be kept for later, traces that could not be written); the answers
+        are there whatever MLflow did.
     """
     cfg = cfg or settings()
     sampling = options.sampling(max_tokens, temperature, seed)
@@ -181,7 +187,7 @@ def llm(
     engine = get_engine(resolved.base_path, cfg, backend=backend, label=resolved.label)
     requests = [GenerationRequest(m, sampling, resolved.adapter) for m in message_sets]
     progress = f"generating with {resolved.label}" if len(requests) > 1 else None
-    started = time.time()
+    started = time.time_ns()
     results = engine.generator.generate(requests, progress=progress)
     result = LlmResult(
         prompts, results, resolved, engine.backend, engine.choice.reason, sampling, serving=engine.serving()
@@ -190,10 +196,17 @@ def llm(
         result.extra["prompt"] = template
     if log:
         try:
-            result.run_id = _log(result, system, cfg, started, time.time())
+            result.run_id = _log(result, system, cfg, started / 1e9, time.time())
         except TrackingError as e:  # the answers stand; the run waits in the home
             result.warnings.append(str(e))
             result.run_key = getattr(e, "key", None)
+        # After the run, so each trace links to it (a kept run has no id yet: unlinked).
+        traced = trace_write.write_traces(
+            _traces(result, message_sets, engine, cfg, started), run_id=result.run_id, cfg=cfg
+        )
+        result.trace_ids = traced.trace_ids
+        if traced.note:
+            result.warnings.append(traced.note)
     result.warnings += [
         n
         for n in (
@@ -271,6 +284,48 @@ def _log(result: LlmResult, system: str | None, cfg: Settings, started: float, e
         start_time=started,
         end_time=ended,
     )
+
+
+def _traces(result: LlmResult, message_sets, engine: Engine, cfg: Settings, started_ns: int) -> list:
+    """One trace per answer: the request, the answer, and what produced it."""
+    m, s, template = result.model, result.sampling, result.extra.get("prompt")
+    side = trace_write.generation_attributes(
+        model=m.label,
+        model_ref=m.ref,
+        model_version=m.version,
+        # Cached by size and mtime in the model cache: read once per machine, then free.
+        model_digest=m.params.get("base_digest") or folder_digest(m.base_path, cfg),
+        registry_digest=m.digest,
+        adapter=m.adapter.path if m.adapter else "",
+        adapter_digest=(m.params.get("adapter_digest") or adapter_digest(m.adapter.path, cfg)) if m.adapter else "",
+        prompt=template.name if template is not None else None,
+        prompt_version=template.version if template is not None else None,
+        prompt_digest=template.digest if template is not None else None,
+        sampling={"max_tokens": s.max_tokens, "temperature": s.temperature, "seed": s.seed, "top_p": s.top_p},
+        engine_args=dict(engine.key.options) if engine.key is not None else dict(cfg.engine_args),
+        serving=result.serving,
+    )
+    return [
+        trace_write.GenerationTrace(
+            name="llm",
+            messages=list(messages),
+            response=r.text,
+            attributes={
+                **side,
+                **trace_write.generation_attributes(
+                    model=m.label,
+                    prompt_tokens=r.prompt_tokens,
+                    completion_tokens=r.completion_tokens,
+                    latency_s=r.latency_s,
+                    finish_reason=r.finish_reason,
+                ),
+            },
+            start_ns=started_ns,
+            end_ns=started_ns + int(r.latency_s * 1e9),
+            tags={trace_write.KIND_TAG: "generation", trace_write.ROLE_TAG: "llm", trace_write.CASE_TAG: i},
+        )
+        for i, (messages, r) in enumerate(zip(message_sets, result.results))
+    ]
 
 
 def _prompt_tags(template) -> dict:

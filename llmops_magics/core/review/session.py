@@ -1,227 +1,65 @@
 """Blind A/B review of a shadow comparison: the state machine behind the review widget.
 
-Plain Python, so it runs (and is tested) without a browser:
+Plain Python, so it runs (and is tested) without a browser. The parts live by noun:
+:mod:`.layout` (blind order, votes, word diff, keys), :mod:`.verdicts` (one vote),
+:mod:`.spool` (each reviewer's local file), :mod:`.run_record` (tables and metrics on the
+shadow run), :mod:`.feedback` (votes as MLflow feedback on the traces), :mod:`.tally` and
+:mod:`.agreement` (win rates, Krippendorff's alpha), :mod:`.view` (the widget's state).
 
-* **Blind order.** Per case, which side shows on the left is a coin flip seeded by
-  ``(review key, seed, case id)``: reproducible for a seed, independent of the order
-  cases are visited, and different between runs so a reviewer cannot learn a layout.
-  Each verdict records the layout it was given.
-* **Votes** are ``left`` / ``right`` / ``tie`` / ``skip`` (+ a note) and are mapped
-  back to ``primary`` / ``candidate`` / ``tie`` / ``skip`` with the recorded layout.
-* **Tally.** Candidate win rate = candidate wins / (candidate wins + primary wins):
-  ties and skips are left out of the rate (as in a sign test, and as the judge check
-  of a shadow verdict does) and reported beside it. The 95% interval is the Wilson
-  score interval, which stays inside [0, 1] and behaves at 0 or n wins and small n,
-  where the normal (Wald) interval collapses to a point.
-* **Persistence.** Each verdict is appended to ``<home>/reviews/<key>.jsonl`` first
-  (flushed and fsynced: the local copy survives a crash or an MLflow outage), then the
-  whole verdicts table is rewritten on the shadow run as the artifact
-  ``review/verdicts.json`` (MLflow table format) with the tally as run metrics. MLflow
-  3 assessments attach to traces, not runs, and a shadow run has no trace, so a table
-  artifact it is. Rewriting the whole table each time heals any write that failed.
-* **Resume.** A new session for the same key merges the spool and the MLflow table
-  (the later verdict per case wins) and starts at the first unreviewed case.
+* **Reviewers.** Each reviewer (``reviewer=``, else the OS user) has their own queue: their
+  own spool, their own table on the run, and resumes at their own first unreviewed case.
+  Other reviewers' verdicts (from their spools on this machine and from the run) are read
+  at open and :meth:`ReviewSession.refresh`, for the summary: per-reviewer win rates and
+  the agreement between reviewers.
+* **Order of writes.** A vote is appended to the reviewer's spool first (flushed and
+  fsynced), then, within one MLflow budget per vote: the reviewer's verdicts table and the
+  summary metrics on the run, then the vote as feedback on both traces of its case. A
+  failure keeps the vote in the spool and says so in one line; the tables are rewritten
+  whole at the next vote and pending feedback is sent at the next vote or open.
+* **Resume.** A new session for the same key and reviewer merges the spool and the run's
+  tables (the later verdict per case wins) and starts at the first unreviewed case.
 """
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
-import math
-import os
-import random
-import re
-from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 from ...config import Settings, settings
 from ...errors import BadInput, TrackingError
-from ..tracking import client, describe, is_not_found, log_batch, public_uri, read_artifact, refused
+from ..tracking import command, describe, public_uri
+from .feedback import FeedbackSender, SendReport
+from .layout import KEYS, SIDES, VOTES, ReviewCase, blind_left, case_from_row, winner_of, word_diff
+from .run_record import CASES_ARTIFACT, VERDICTS_ARTIFACT, read_verdicts, write_verdicts
+from .run_record import rows_from_run as _rows_from_run
+from .spool import ReviewSpool
+from .tally import Z95, Summary, Tally, summarize, tally, wilson_interval
+from .verdicts import ReviewVerdict, by_reviewer, reviewer_id
+from .verdicts import now as _now
+from .view import session_state
 
-VOTES = ("left", "right", "tie", "skip")
-SIDES = ("primary", "candidate")
-Z95 = 1.959963984540054
-VERDICTS_ARTIFACT = "review/verdicts.json"
-CASES_ARTIFACT = "cases.json"
-_COLUMNS = ("case_id", "vote", "winner", "left", "note", "reviewer", "at")
-# Keyboard of the review view; the view forwards these keys and the session acts on them.
-KEYS = {
-    "1": ("vote", "left"),
-    "2": ("vote", "right"),
-    "3": ("vote", "tie"),
-    "s": ("vote", "skip"),
-    "ArrowLeft": ("move", -1),
-    "ArrowRight": ("move", 1),
-    "ArrowUp": ("move", -1),
-    "ArrowDown": ("move", 1),
-}
-
-
-def wilson_interval(k: int, n: int, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval of a proportion ``k / n`` (95% by default); (0, 1) when n = 0."""
-    if n <= 0:
-        return (0.0, 1.0)
-    p = k / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
-
-
-def blind_left(key: str, seed: int, case_id) -> str:
-    """Which side (``primary`` / ``candidate``) shows on the left for one case."""
-    rng = random.Random(f"{key}|{seed}|{case_id}")
-    return "primary" if rng.random() < 0.5 else "candidate"
-
-
-_TOKEN = re.compile(r"\s+|[^\s]+")
-
-
-def word_diff(a: str, b: str) -> tuple[list[list], list[list]]:
-    """Word-level diff of two texts as ``[text, changed]`` segments per side.
-
-    Whitespace is kept as its own tokens so joining a side's segments gives its text
-    back exactly; the renderer puts each segment in a span with ``textContent``.
-    """
-    ta, tb = _TOKEN.findall(a or ""), _TOKEN.findall(b or "")
-    left: list[list] = []
-    right: list[list] = []
-
-    def add(segs, text, changed):
-        if not text:
-            return
-        if segs and segs[-1][1] == changed:
-            segs[-1][0] += text
-        else:
-            segs.append([text, changed])
-
-    matcher = difflib.SequenceMatcher(None, ta, tb, autojunk=False)
-    for op, i1, i2, j1, j2 in matcher.get_opcodes():
-        same = op == "equal"
-        add(left, "".join(ta[i1:i2]), not same)
-        add(right, "".join(tb[j1:j2]), not same)
-    return left, right
-
-
-@dataclass(frozen=True)
-class ReviewCase:
-    """One case as the reviewer sees it: the blind layout and both outputs."""
-
-    id: object
-    input: str
-    prompt: str
-    primary_output: str
-    candidate_output: str
-    left: str  # "primary" or "candidate"
-
-    @property
-    def right(self) -> str:
-        return "candidate" if self.left == "primary" else "primary"
-
-    @property
-    def left_text(self) -> str:
-        return self.primary_output if self.left == "primary" else self.candidate_output
-
-    @property
-    def right_text(self) -> str:
-        return self.candidate_output if self.left == "primary" else self.primary_output
-
-
-@dataclass(frozen=True)
-class ReviewVerdict:
-    """One vote, with the layout it was cast on and what it means."""
-
-    case_id: object
-    vote: str  # left | right | tie | skip
-    winner: str  # primary | candidate | tie | skip
-    left: str  # the side that was on the left
-    note: str = ""
-    reviewer: str = ""
-    at: str = ""  # ISO 8601 UTC, microseconds: sorts in time order
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-
-def winner_of(vote: str, left: str) -> str:
-    """Map a blind vote back to ``primary`` / ``candidate`` / ``tie`` / ``skip``."""
-    if vote not in VOTES:
-        raise BadInput(f"unknown vote {vote!r}: choose one of {', '.join(VOTES)}")
-    if left not in SIDES:
-        raise BadInput(f"left side must be primary or candidate, not {left!r}")
-    if vote in ("tie", "skip"):
-        return vote
-    right = "candidate" if left == "primary" else "primary"
-    return left if vote == "left" else right
-
-
-@dataclass(frozen=True)
-class Tally:
-    """Counts of verdicts and the candidate's win rate with its 95% Wilson interval."""
-
-    candidate_wins: int
-    primary_wins: int
-    ties: int
-    skips: int
-    total: int
-
-    @property
-    def reviewed(self) -> int:
-        return self.candidate_wins + self.primary_wins + self.ties + self.skips
-
-    @property
-    def decided(self) -> int:
-        return self.candidate_wins + self.primary_wins
-
-    @property
-    def win_rate(self) -> float | None:
-        """Candidate wins / decided votes (ties and skips left out); None before any."""
-        return self.candidate_wins / self.decided if self.decided else None
-
-    @property
-    def ci(self) -> tuple[float, float]:
-        return wilson_interval(self.candidate_wins, self.decided)
-
-    @property
-    def progress(self) -> float:
-        return self.reviewed / self.total if self.total else 1.0
-
-    def text(self) -> str:
-        if self.win_rate is None:
-            rate = "candidate win rate: no decided votes yet"
-        else:
-            lo, hi = self.ci
-            rate = f"candidate win rate {self.win_rate:.0%} (95% Wilson CI {lo:.0%} to {hi:.0%})"
-        return (
-            f"{rate} · candidate {self.candidate_wins}, primary {self.primary_wins}, "
-            f"ties {self.ties}, skips {self.skips} · {self.reviewed} of {self.total} reviewed"
-        )
-
-    def as_dict(self) -> dict:
-        lo, hi = self.ci
-        return {
-            "candidate_wins": self.candidate_wins,
-            "primary_wins": self.primary_wins,
-            "ties": self.ties,
-            "skips": self.skips,
-            "reviewed": self.reviewed,
-            "total": self.total,
-            "decided": self.decided,
-            "win_rate": self.win_rate,
-            "ci_low": lo,
-            "ci_high": hi,
-            "text": self.text(),
-        }
-
-
-def tally(verdicts, total: int) -> Tally:
-    """Count verdicts (one per case) into a :class:`Tally`."""
-    winners = [v.winner for v in verdicts]
-    return Tally(
-        winners.count("candidate"), winners.count("primary"), winners.count("tie"), winners.count("skip"), total
-    )
+__all__ = [
+    "CASES_ARTIFACT",
+    "KEYS",
+    "SIDES",
+    "VERDICTS_ARTIFACT",
+    "VOTES",
+    "Z95",
+    "ReviewCase",
+    "ReviewSession",
+    "ReviewVerdict",
+    "Summary",
+    "Tally",
+    "blind_left",
+    "open_review",
+    "review_key",
+    "rows_from_run",
+    "tally",
+    "wilson_interval",
+    "winner_of",
+    "word_diff",
+]
 
 
 def review_key(rows: list[dict], run_id: str | None) -> str:
@@ -235,10 +73,6 @@ def review_key(rows: list[dict], run_id: str | None) -> str:
     return "local-" + h.hexdigest()[:16]
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 def _reviewer() -> str:
     try:
         import getpass
@@ -249,23 +83,26 @@ def _reviewer() -> str:
 
 
 class ReviewSession:
-    """A blind A/B review over shadow rows, persisted as it goes.
+    """One reviewer's blind A/B review over shadow rows, persisted as it goes.
 
     Parameters
     ----------
     rows : list of dict
         Shadow rows with ``id``, ``input``, ``prompt``, ``primary_output``,
-        ``candidate_output``.
+        ``candidate_output`` and, when the generations were traced, ``primary_trace_id``
+        and ``candidate_trace_id``.
     run_id : str, optional
         The shadow run; verdicts are written to it and resumed from it.
     seed : int
-        Seeds the blind layout (with the run id and case id).
+        Seeds the blind layout (with the run id and case id) and the agreement bootstrap.
     primary, candidate : str
         Labels shown when a side is revealed.
     reviewer : str, optional
-        Recorded with each verdict; the OS user by default.
+        Whose queue this is; recorded with each verdict and as the feedback's source.
+        The OS user by default.
     sync : bool
-        Write verdicts to MLflow (the local spool is always written).
+        Write to MLflow: verdicts to the run, feedback to the traces (the local spool is
+        always written).
     auto_advance : bool
         After a vote, go to the next unreviewed case.
     """
@@ -293,91 +130,67 @@ class ReviewSession:
         self.key = review_key(rows, run_id)
         self.seed = seed
         self.labels = {"primary": primary, "candidate": candidate}
-        self.reviewer = _reviewer() if reviewer is None else reviewer
+        self.reviewer = reviewer_id(_reviewer() if reviewer is None else reviewer)
         self.sync = sync and bool(run_id)
+        self.sends_feedback = sync
         self.auto_advance = auto_advance
-        self.cases = [
-            ReviewCase(
-                r["id"],
-                str(r.get("input", "")),
-                str(r.get("prompt", r.get("input", ""))),
-                str(r["primary_output"]),
-                str(r["candidate_output"]),
-                blind_left(self.key, seed, r["id"]),
-            )
-            for r in rows
-        ]
+        self.cases = [case_from_row(r, self.key, seed) for r in rows]
         self._pos = {str(c.id): i for i, c in enumerate(self.cases)}
         self.verdicts: dict[str, ReviewVerdict] = {}
+        self.others: dict[str, dict[str, ReviewVerdict]] = {}
         self.last: ReviewVerdict | None = None
         self.sync_error: str | None = None
-        self._load()
+        self.feedback_error: str | None = None
+        self.feedback_report: SendReport | None = None
+        self._summary: Summary | None = None
+        self.spool = ReviewSpool(self.cfg.home / "reviews", self.key, self.reviewer)
+        self.refresh()
         self.index = self.first_unreviewed() if self.first_unreviewed() is not None else 0
 
     # ------------------------------------------------------------ persistence
 
     @property
     def spool_path(self) -> Path:
-        return self.cfg.home / "reviews" / f"{self.key}.jsonl"
+        """This reviewer's spool file."""
+        return self.spool.path
+
+    def refresh(self) -> None:
+        """Read every reviewer's verdicts again (spools, the run) and send pending feedback.
+
+        One MLflow budget for all of it: a down server costs at most that, and says so in
+        :attr:`sync_error` / :attr:`feedback_error`.
+        """
+        self.spool.read()
+        self.sender = FeedbackSender(self.spool, key=self.key, run_id=self.run_id, cfg=self.cfg)
+        with command(self.cfg):
+            self._load()
+            self._send_feedback()
 
     def _load(self) -> None:
-        found: list[ReviewVerdict] = []
-        if self.spool_path.is_file():
-            for line in self.spool_path.read_text().splitlines():
-                try:
-                    d = json.loads(line)
-                except ValueError:  # a torn last line from a crash mid-write
-                    continue
-                if d.get("type") == "verdict":
-                    found.append(ReviewVerdict(**{k: d[k] for k in _COLUMNS if k in d}))
+        own = [s.verdict for s in self.spool.votes]
+        others = self.spool.others()
         if self.sync:
             try:
-                found += self._mlflow_verdicts()
+                recorded = read_verdicts(self.run_id, self.cfg)
             except TrackingError as e:
                 self.sync_error = str(e)
-        for v in sorted(found, key=lambda v: v.at):
-            if str(v.case_id) in self._pos:
-                self.verdicts[str(v.case_id)] = v
+            else:
+                own += [v for v in recorded if v.reviewer == self.reviewer]
+                others += [v for v in recorded if v.reviewer != self.reviewer]
+        ids = list(self._pos)
+        self.verdicts = by_reviewer(own, ids).get(self.reviewer, {})
+        self.others = {r: cases for r, cases in by_reviewer(others, ids).items() if r != self.reviewer}
+        self._summary = None
 
-    def _mlflow_verdicts(self) -> list[ReviewVerdict]:
-        table = _download_json(self.run_id, VERDICTS_ARTIFACT, self.cfg, missing_ok=True)
-        if not table:
-            return []
-        cols = table["columns"]
-        return [ReviewVerdict(**{c: v for c, v in zip(cols, row) if c in _COLUMNS}) for row in table["data"]]
-
-    def _append_spool(self, v: ReviewVerdict) -> None:
-        self.spool_path.parent.mkdir(parents=True, exist_ok=True)
-        line = json.dumps({"type": "verdict", "key": self.key, "run_id": self.run_id, **v.as_dict()}, default=str)
-        with open(self.spool_path, "a", encoding="utf-8") as f:
-            f.write(line + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+    def _ordered(self, verdicts: dict[str, ReviewVerdict]) -> list[ReviewVerdict]:
+        return [verdicts[str(c.id)] for c in self.cases if str(c.id) in verdicts]
 
     def _push_mlflow(self) -> None:
-        t = self.tally()
-        rows = [[_json_safe(getattr(v, c)) for c in _COLUMNS] for v in self._ordered_verdicts()]
+        own = self._ordered(self.verdicts)
+        everyone = own + [v for name in sorted(self.others) for v in self._ordered(self.others[name])]
         try:
-            c = client(self.cfg)  # bounded: MLflow's own retries would freeze the view for minutes
-            c.log_dict(self.run_id, {"columns": list(_COLUMNS), "data": rows}, VERDICTS_ARTIFACT)
-            now = int(datetime.now(timezone.utc).timestamp() * 1000)
-            metrics = {
-                "review.candidate_wins": t.candidate_wins,
-                "review.primary_wins": t.primary_wins,
-                "review.ties": t.ties,
-                "review.skips": t.skips,
-                "review.reviewed": t.reviewed,
-            }
-            if t.win_rate is not None:
-                metrics.update(
-                    {"review.candidate_win_rate": t.win_rate, "review.ci_low": t.ci[0], "review.ci_high": t.ci[1]}
-                )
-            log_batch(
-                c,
-                self.run_id,
-                metrics=[(k, v, now, t.reviewed) for k, v in metrics.items()],
-                tags={"llmops.review": f"{t.reviewed}/{t.total} reviewed"},
-            )
+            # bounded: MLflow's own retries would freeze the view for minutes
+            write_verdicts(self.run_id, self.reviewer, own, everyone, self.summary(), self.cfg)
             self.sync_error = None
         except Exception as e:
             # The verdict is already in the spool; the next vote rewrites the whole table.
@@ -386,8 +199,11 @@ class ReviewSession:
                 f"refused: {describe(e)}"
             )
 
-    def _ordered_verdicts(self) -> list[ReviewVerdict]:
-        return [self.verdicts[str(c.id)] for c in self.cases if str(c.id) in self.verdicts]
+    def _send_feedback(self) -> None:
+        if not self.sends_feedback:
+            return
+        self.feedback_report = self.sender.send()
+        self.feedback_error = self.feedback_report.text() or None
 
     # ------------------------------------------------------------ navigation and votes
 
@@ -433,11 +249,14 @@ class ReviewSession:
         """
         case = self.current
         v = ReviewVerdict(case.id, vote, winner_of(vote, case.left), case.left, str(note or ""), self.reviewer, _now())
-        self._append_spool(v)
+        self.spool.append_vote(v, run_id=self.run_id, traces=case.traces)
         self.verdicts[str(case.id)] = v
         self.last = v
-        if self.sync:
-            self._push_mlflow()
+        self._summary = None
+        with command(self.cfg):  # one MLflow budget for all of this vote's calls
+            if self.sync:
+                self._push_mlflow()
+            self._send_feedback()
         if self.auto_advance:
             nxt = self.first_unreviewed(self.index + 1)
             if nxt is not None:
@@ -452,7 +271,15 @@ class ReviewSession:
         return self.vote(arg, note) if action == "vote" else self.move(arg)
 
     def tally(self) -> Tally:
+        """This reviewer's tally."""
         return tally(self.verdicts.values(), self.total)
+
+    def summary(self) -> Summary:
+        """Every reviewer's tally, the pooled tally and the agreement between reviewers."""
+        if self._summary is None:
+            everyone = {**self.others, self.reviewer: self.verdicts}
+            self._summary = summarize(everyone, self.total, seed=self.seed)
+        return self._summary
 
     # ------------------------------------------------------------ views
 
@@ -461,95 +288,21 @@ class ReviewSession:
 
     def state(self) -> dict:
         """Everything a view shows, as JSON-ready data (the widget's one state trait)."""
-        case = self.current
-        v = self.verdict_for(case.id)
-        left, right = word_diff(case.left_text, case.right_text)
-        last = None
-        if self.last is not None:
-            lv = self.last
-            right_side = "candidate" if lv.left == "primary" else "primary"
-            last = {
-                "case_id": str(lv.case_id),
-                "vote": lv.vote,
-                "winner": lv.winner,
-                "text": (
-                    f"last vote, case id {lv.case_id}: {_vote_words(lv)}; left was "
-                    f"{self.side_label(lv.left)}, right was {self.side_label(right_side)}"
-                ),
-            }
-        return {
-            "key": self.key,
-            "run_id": self.run_id or "",
-            "index": self.index,
-            "total": self.total,
-            "position": self.index + 1,
-            "done": self.done,
-            "case": {
-                "id": str(case.id),
-                "input": case.input,
-                "prompt": case.prompt,
-                "left_segments": left,
-                "right_segments": right,
-                "revealed": v is not None,
-                "left_label": self.side_label(case.left) if v else "Left",
-                "right_label": self.side_label(case.right) if v else "Right",
-                "vote": v.vote if v else "",
-                "winner": v.winner if v else "",
-                "note": v.note if v else "",
-            },
-            "last": last,
-            "tally": self.tally().as_dict(),
-            "sync_error": self.sync_error or "",
-            "keys": sorted(KEYS),
-            "spool": str(self.spool_path),
-        }
+        return session_state(self)
 
     def __repr__(self) -> str:
-        return f"<ReviewSession {self.key}: {self.tally().text()}>"
-
-
-def _vote_words(v: ReviewVerdict) -> str:
-    return {"primary": "primary preferred", "candidate": "candidate preferred", "tie": "tie", "skip": "skipped"}[
-        v.winner
-    ]
-
-
-def _json_safe(value):
-    return value if isinstance(value, (str, int, float, bool)) or value is None else str(value)
-
-
-def _download_json(run_id: str, path: str, cfg: Settings, *, missing_ok: bool = False):
-    try:
-        text = read_artifact(run_id, path, cfg)
-    except TrackingError:
-        raise
-    except Exception as e:
-        if is_not_found(e):
-            raise BadInput(
-                f"no MLflow run {run_id!r} at {public_uri(cfg.resolved_tracking_uri)}: check the run id"
-            ) from None
-        raise refused(e, cfg) from e
-    if text is None:
-        if missing_ok:
-            return None
-        raise BadInput(f"run {run_id} has no {path} artifact: is it a shadow run?")
-    return json.loads(text)
+        return f"<ReviewSession {self.key} by {self.reviewer}: {self.tally().text()}>"
 
 
 def rows_from_run(run_id: str, cfg: Settings | None = None) -> tuple[list[dict], dict]:
     """A shadow run's case rows (from its ``cases.json`` table) and its tags."""
-    cfg = cfg or settings()
-    table = _download_json(run_id, CASES_ARTIFACT, cfg)
-    cols = table["columns"]
-    rows = [dict(zip(cols, r)) for r in table["data"]]
-    tags = client(cfg).get_run(run_id).data.tags
-    return rows, tags
+    return _rows_from_run(run_id, cfg or settings())
 
 
 def open_review(
     source, *, seed: int = 0, reviewer: str | None = None, sync: bool = True, cfg: Settings | None = None
 ) -> ReviewSession:
-    """Open (or resume) the blind review of a shadow comparison.
+    """Open (or resume) one reviewer's blind review of a shadow comparison.
 
     Parameters
     ----------
@@ -559,14 +312,16 @@ def open_review(
     seed : int
         Seeds the blind layout.
     reviewer : str, optional
-        Recorded with each verdict.
+        Whose queue to open; recorded with each verdict and as the source of the
+        feedback on the traces. The OS user by default.
     sync : bool
-        Write verdicts to MLflow as well as the local spool.
+        Write verdicts to MLflow as well as the local spool: to the run (when there is
+        one) and as feedback on the traces of each case (when the rows name them).
 
     Returns
     -------
     ReviewSession
-        Positioned at the first unreviewed case, earlier verdicts loaded.
+        Positioned at the reviewer's first unreviewed case, earlier verdicts loaded.
     """
     cfg = cfg or settings()
     if isinstance(source, str):
@@ -582,7 +337,7 @@ def open_review(
             candidate=tags.get("llmops.candidate", "candidate"),
         )
     if isinstance(source, list):
-        return ReviewSession(source, seed=seed, reviewer=reviewer, sync=False, cfg=cfg)
+        return ReviewSession(source, seed=seed, reviewer=reviewer, sync=sync, cfg=cfg)
     rows = getattr(source, "rows", None)
     if rows is None:
         raise BadInput(f"cannot review a {type(source).__name__}: give a ShadowResult, a shadow run id or rows")

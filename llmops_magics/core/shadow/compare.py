@@ -208,6 +208,8 @@ def compare(resolved: Resolved, generated: Generated) -> list[dict]:
             "id": case.id,
             "input": case.input if isinstance(case.input, str) else json.dumps(case.input, default=str),
             "prompt": case.request_text,
+            # The whole request, so a later run can replay this one (--baseline).
+            "messages": json.dumps(list(case.messages)),
             "primary_output": p.text,
             "candidate_output": c.text,
             **dataclasses.asdict(cmp),

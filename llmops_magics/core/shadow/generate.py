@@ -42,6 +42,15 @@ class SideBatch:
 def generate(plan: Plan, cases: tuple[Case, ...] | list[Case], sampling: Sampling) -> Generated:
     """Generate both sides under ``plan``."""
     t0 = time.perf_counter()
+    if not plan.primary.regenerate:  # a recorded primary that cannot be re-run: its answers come later
+        batch = _answer(plan.candidate, list(cases), sampling)
+        return Generated(
+            primary=[],
+            candidate=batch.results,
+            serving={"primary": {}, "candidate": batch.serving},
+            batch_s={"primary": 0.0, "candidate": batch.seconds},
+            seconds=time.perf_counter() - t0,
+        )
     batches = run_sides(plan.primary, plan.candidate, list(cases), sampling, plan.engines)
     return Generated(
         primary=batches["primary"].results,

@@ -4,25 +4,35 @@ hears (:func:`emit`). Both read only the finished ``ShadowResult``."""
 from __future__ import annotations
 
 import json
+import re
 import time
 
 from ...config import Settings
 from ...errors import TrackingError
 from .. import events, tracking
 from .result import ShadowResult
+from .traces import stamp_trace_ids, trace_records, trace_shadow
 
 
-def log_result(result: ShadowResult, cfg: Settings, started: float) -> None:
-    """Record one MLflow run: tags, params, metrics, p-values and the per-case table.
+def log_result(result: ShadowResult, cfg: Settings, started: float, messages=None) -> None:
+    """Record one MLflow run (tags, params, metrics, p-values, the per-case table) and one
+    trace per generated answer, linked to it (``messages``: each case's request).
 
     Sets ``result.run_id``; when MLflow fails the comparison stands, the run waits in
     the home (``result.run_key``) and ``result.warnings`` says so.
     """
+    # Trace ids are chosen before the run is logged, so its cases.json names them.
+    records = trace_records(result, messages) if messages is not None else None
+    if records:
+        stamp_trace_ids(result, records)
     try:
         result.run_id = _log_run(result, cfg, started, time.time())
     except TrackingError as e:  # the comparison stands; the run waits in the home
         result.warnings.append(str(e))
         result.run_key = getattr(e, "key", None)
+        return
+    if records:
+        trace_shadow(result, messages, result.run_id, cfg, records=records)
 
 
 def _log_run(result: ShadowResult, cfg: Settings, started: float, ended: float) -> str:
@@ -39,6 +49,7 @@ def _log_run(result: ShadowResult, cfg: Settings, started: float, ended: float) 
         tags={
             "llmops.kind": "shadow",
             "llmops.verdict": result.label,
+            "llmops.change": result.change,
             "llmops.primary": result.primary,
             "llmops.candidate": result.candidate,
             **links,
@@ -46,13 +57,23 @@ def _log_run(result: ShadowResult, cfg: Settings, started: float, ended: float) 
         params=result.params,
         metrics={
             **result.aggregates,
-            **{f"p_value.{c.name.replace(' ', '_')}": c.p_value for c in result.checks if c.p_value is not None},
+            **{f"p_value.{_metric_name(c.name)}": c.p_value for c in result.checks if c.p_value is not None},
+            **{
+                f"adjusted_p.{_metric_name(c.name)}": c.adjusted_p
+                for c in result.checks
+                if getattr(c, "adjusted_p", None) is not None
+            },
         },
         tables={"cases.json": table},
         cfg=cfg,
         start_time=started,
         end_time=ended,
     )
+
+
+def _metric_name(name: str) -> str:
+    """A check name as an MLflow metric key (a scorer may be named anything)."""
+    return re.sub(r"[^A-Za-z0-9_\-./]", "_", name.replace(" ", "_"))
 
 
 def _cell(v):
@@ -67,6 +88,8 @@ def emit(result: ShadowResult) -> None:
         events.ShadowRan(
             name=result.name,
             verdict=result.label,
+            change=result.change,
+            source=result.params.get("source"),
             run_id=result.run_id,
             run_key=result.run_key,
             primary=result.params["primary_ref"],

@@ -43,12 +43,39 @@ def run_params(spec: ShadowSpec, resolved: Resolved, plan: Plan, generated: Gene
         **{f"{role}_adapter_mode_reason": why for role, why in plan.adapter_reasons.items()},
         **{f"{role}_{k}": v for role in ROLES for k, v in generated.serving[role].items()},
         "thresholds": json.dumps(spec.thresholds.as_dict(), sort_keys=True),
+        **source_params(spec, plan.primary),
     }
+
+
+def source_params(spec: ShadowSpec, primary: Side) -> dict:
+    """Where the cases came from and, for a recorded primary, what the recording says answered."""
+    out = {}
+    if spec.evidence is not None:
+        out["source"] = spec.evidence.source
+        out["source_kind"] = spec.source
+    if primary.recorded is not None:
+        m = primary.recorded
+        out.update(
+            {
+                "primary_ref": "recorded",
+                "primary_recorded_ref": m.ref or "",
+                "primary_recorded": m.describe(),
+                "primary_recorded_version": m.version or "",
+                "primary_recorded_digest": m.digest or "",
+                "primary_recorded_temperature": m.temperature if m.temperature is not None else "",
+                "primary_regenerated": primary.regenerate,
+            }
+        )
+    if spec.scorers:
+        out["scorers"] = ",".join(getattr(s, "name", str(s)) for s in spec.scorers)
+    return out
 
 
 def model_params(side: Side, cfg: Settings) -> dict:
     """One side's model: ref, label, base and adapter with their digests, engine options."""
     m, p = side.model, side.role
+    if not side.regenerate:  # a recording: no files to digest, what it says is in source_params
+        return {f"{p}_ref": "recorded", f"{p}_label": m.label, f"{p}_base": "", f"{p}_base_digest": ""}
     return {
         f"{p}_ref": m.ref,
         f"{p}_label": m.label,

@@ -59,6 +59,13 @@ class Plan:
 def plan(spec: ShadowSpec, resolved: Resolved) -> Plan:
     """Decide how each side's adapter is served (building a merged copy if needed),
     then whether the sides share an engine, run together or one at a time."""
+    if not resolved.primary.regenerate:
+        # A recorded primary that is not re-run has no engine: only the candidate is planned.
+        candidate, why = plan_adapter(
+            resolved.candidate, resolved.candidate, spec.adapter_mode, spec.memory_limit_gb, spec.cfg
+        )
+        reasons = {"primary": "recorded", "candidate": why}
+        return Plan(resolved.primary, candidate, "single", "the primary is recorded: only the candidate runs", reasons)
     primary, candidate, adapter_reasons = plan_adapters(
         resolved.primary, resolved.candidate, spec.adapter_mode, spec.memory_limit_gb, spec.cfg
     )
@@ -131,19 +138,20 @@ def plan_adapters(
     other side when the bases match; vLLM's CPU LoRA path is 4-8x slower). ``auto``
     merges a LoRA on a vLLM engine when the two engines fit in memory.
     """
-    sides, why = {}, {}
-    for side, other in ((primary, candidate), (candidate, primary)):
-        if side.model.adapter is None:
-            sides[side.role], why[side.role] = side, "no adapter"
-            continue
-        chosen, reason = _adapter_choice(side, other, mode, memory_limit_gb)
-        if chosen == "merged":
-            side, built = _merged(side, cfg)
-            reason += "; merged copy built now" if built else "; merged copy from the cache"
-        else:
-            side = dataclasses.replace(side, adapter_mode="lora")
-        sides[side.role], why[side.role] = side, reason
-    return sides["primary"], sides["candidate"], why
+    p, p_why = plan_adapter(primary, candidate, mode, memory_limit_gb, cfg)
+    c, c_why = plan_adapter(candidate, primary, mode, memory_limit_gb, cfg)
+    return p, c, {"primary": p_why, "candidate": c_why}
+
+
+def plan_adapter(side: Side, other: Side, mode: str, memory_limit_gb: float | None, cfg: Settings) -> tuple[Side, str]:
+    """How one side's adapter is served (``other`` shares the memory), and why."""
+    if side.model.adapter is None:
+        return side, "no adapter"
+    chosen, reason = _adapter_choice(side, other, mode, memory_limit_gb)
+    if chosen == "merged":
+        side, built = _merged(side, cfg)
+        return side, reason + ("; merged copy built now" if built else "; merged copy from the cache")
+    return dataclasses.replace(side, adapter_mode="lora"), reason
 
 
 def _adapter_choice(side: Side, other: Side, mode: str, memory_limit_gb: float | None) -> tuple[str, str]:

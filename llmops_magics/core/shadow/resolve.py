@@ -15,6 +15,7 @@ from ..generation.resolve import ResolvedModel, resolution_note, resolve_chat_mo
 from ..registry.prompts import PromptRef
 from ..registry.resolve import resolve_prompt
 from .inputs import Case, build_cases
+from .recorded import recorded_side
 from .sides import Side, resolve_side
 from .spec import ShadowSpec
 
@@ -30,6 +31,7 @@ class Resolved:
     prompt: PromptRef | None
     schema: dict | None  # the response format the answers must satisfy, if any
     cases: tuple[Case, ...]
+    notes: tuple[str, ...] = ()  # what the result should say about how the refs resolved
 
     @property
     def same_tokenizer(self) -> bool:
@@ -39,14 +41,19 @@ class Resolved:
 
 def resolve(spec: ShadowSpec) -> Resolved:
     """Resolve both sides, the judge and the prompt, and build the cases."""
-    primary = resolve_side("primary", spec.primary, spec.primary_engine_args, spec.cfg, spec.backend)
+    notes = ()
+    if spec.recorded:
+        primary, note = recorded_side(spec)
+        notes = (note,) if note else ()
+    else:
+        primary = resolve_side("primary", spec.primary, spec.primary_engine_args, spec.cfg, spec.backend)
     candidate = resolve_side("candidate", spec.candidate, spec.candidate_engine_args, spec.cfg, spec.backend)
     judge = resolve_judge(spec.judge, spec.cfg)
     prompt = resolve_prompt(spec.prompt) if spec.prompt is not None else None
     # An explicit response format overrides the prompt's.
     schema = spec.response_format if spec.response_format is not None else getattr(prompt, "response_format", None)
     cases = build_cases(list(spec.items), list(spec.indices), prompt, spec.system)
-    return Resolved(primary, candidate, judge, prompt, schema, tuple(cases))
+    return Resolved(primary, candidate, judge, prompt, schema, tuple(cases), notes)
 
 
 def judge_unavailable(judge: str, why) -> BadInput:
@@ -67,8 +74,8 @@ def resolve_judge(judge: str | None, cfg: Settings) -> ResolvedModel | None:
 def resolution_notes(spec: ShadowSpec, resolved: Resolved) -> list[str]:
     """One line per ref resolved without the registry (from a pin or the lockfile)."""
     notes = (
-        resolution_note(spec.primary, resolved.primary.model),
+        resolution_note(spec.primary, resolved.primary.model) if not spec.recorded else None,
         resolution_note(spec.candidate, resolved.candidate.model),
         resolution_note(spec.prompt, resolved.prompt) if resolved.prompt is not None else None,
     )
-    return [n for n in notes if n]
+    return [n for n in notes if n] + list(resolved.notes)

@@ -11,9 +11,12 @@ from dataclasses import dataclass, field
 from ...backends.base import Sampling
 from .. import viewers
 from ..display import esc, html_table, run_link, text_table, warnings_block
-from .stats import Check, Thresholds, Verdict
+from .stats import CHANGE_WORDS, Check, Thresholds, Verdict
 
 _COLOURS = {"equivalent": "#1a7f37", "better": "#1a7f37", "worse": "#cf222e", "inconclusive": "#9a6700"}
+# A change is news, not a fault: blue, never red.
+_CHANGE_COLOURS = {"unchanged": "#1a7f37", "changed": "#0969da", "inconclusive": "#9a6700"}
+_KINDS = {"change": "behaviour", "quality": "quality", "performance": "reported"}
 
 
 @dataclass
@@ -30,7 +33,12 @@ class ShadowResult:
         One dict per case: ``id``, ``input``, ``prompt``, ``primary_output``,
         ``candidate_output`` and every per-case metric.
     verdict : Verdict
-        Overall label, reasons, and each check (``verdict.check("format validity")``).
+        The quality verdict: its label (``equivalent`` / ``better`` / ``worse`` /
+        ``inconclusive``, from refusals, format, the judge and the scorers), reasons, and
+        every check (``verdict.check("format validity")``).
+    change_verdict : Verdict or None
+        How much behaviour moved: ``unchanged`` / ``changed`` / ``inconclusive`` (from
+        identical outputs, similarity and length), its reasons, and every check.
     aggregates : dict
         Means and rates over cases (logged as MLflow metrics).
     params : dict
@@ -57,6 +65,7 @@ class ShadowResult:
     # What did not happen, in one line each (e.g. the MLflow run was kept for later).
     warnings: list = field(default_factory=list)
     run_key: str | None = None
+    change_verdict: Verdict | None = None
 
     @property
     def notes(self) -> list[str]:
@@ -79,8 +88,17 @@ class ShadowResult:
 
     @property
     def label(self) -> str:
-        """The overall verdict: equivalent | better | worse | inconclusive."""
+        """The quality verdict: equivalent | better | worse | inconclusive."""
         return self.verdict.label
+
+    @property
+    def change(self) -> str:
+        """How much behaviour moved: unchanged | changed | inconclusive."""
+        return self.change_verdict.label if self.change_verdict is not None else "inconclusive"
+
+    @property
+    def _verdict_line(self) -> str:
+        return f"verdict: {self.label.upper()} · behaviour: {self.change.upper()}"
 
     @property
     def checks(self) -> tuple[Check, ...]:
@@ -138,7 +156,13 @@ class ShadowResult:
         def ci(c: Check) -> str:
             return f"{c.ci[0]:.3g} to {c.ci[1]:.3g}" if c.ci else ""
 
-        return [[c.name, c.verdict, f"{c.estimate:.3g}", ci(c), c.reason] for c in self.checks]
+        def said(c: Check) -> str:
+            # A change check's own words (worse) read as behaviour (changed) here.
+            return CHANGE_WORDS[c.verdict] if c.kind == "change" else c.verdict
+
+        return [
+            [c.name, _KINDS.get(c.kind, c.kind), said(c), f"{c.estimate:.3g}", ci(c), c.reason] for c in self.checks
+        ]
 
     def _case_rows(self, k: int = 5) -> list[list]:
         return [
@@ -153,14 +177,16 @@ class ShadowResult:
         ]
 
     def __str__(self) -> str:
-        return f"{self.label.upper()}: {self._header()}"
+        return f"{self.label.upper()} · {self.change.upper()}: {self._header()}"
 
     def _repr_mimebundle_(self, include=None, exclude=None):
-        check_headers = ["check", "verdict", "estimate", "95% CI", "reason"]
+        check_headers = ["check", "decides", "verdict", "estimate", "95% CI", "reason"]
         case_headers = ["case", "input", "primary", "candidate", "cosine"]
         cases = self._case_rows()
-        text = [f"verdict: {self.label.upper()}", self._header(), self._serving_line(), ""]
+        change_reasons = self.change_verdict.reasons if self.change_verdict is not None else ()
+        text = [self._verdict_line, self._header(), self._serving_line(), ""]
         text += [f"  - {r}" for r in self.verdict.reasons]
+        text += [f"  - behaviour: {r}" for r in change_reasons]
         text += [f"  note: {n}" for n in self.notes]
         text += ["", text_table(check_headers, self._check_rows())]
         if cases:
@@ -168,11 +194,14 @@ class ShadowResult:
         link_text, link_html = run_link(self.run_id)
         warn_text, warn_html = warnings_block(self.warnings)
         colour = _COLOURS.get(self.label, "inherit")
+        change_colour = _CHANGE_COLOURS.get(self.change, "inherit")
         reasons = "".join(f"<li>{esc(r)}</li>" for r in self.verdict.reasons)
+        reasons += "".join(f"<li>behaviour: {esc(r)}</li>" for r in change_reasons)
         reasons += "".join(f"<li><i>note: {esc(n)}</i></li>" for n in self.notes)
         html = (
             "<div class='llmops-shadow'>"
-            f"<div><b style='color:{colour};font-size:120%'>{esc(self.label.upper())}</b> "
+            f"<div>verdict: <b style='color:{colour};font-size:120%'>{esc(self.label.upper())}</b> · "
+            f"behaviour: <b style='color:{change_colour};font-size:120%'>{esc(self.change.upper())}</b> "
             f"<span>{esc(self._header())}</span></div>"
             f"<div style='opacity:.7;font-size:85%'>{esc(self._serving_line())}</div>"
             f"<ul>{reasons}</ul>"

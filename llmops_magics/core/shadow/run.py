@@ -5,14 +5,20 @@ The body is a pipeline over one frozen ``ShadowSpec``; each stage is a function 
 own module and can be called alone:
 
 * validate (:func:`.spec.validate`): option values checked, inputs parsed and sampled;
+* gather (:func:`.gather.gather`): cases from an app's traces, a dataset or an earlier run;
+  the user's scorers checked and their calls counted (:func:`.scorers.preflight`);
 * resolve (:func:`.resolve.resolve`): refs -> both sides, the judge, the prompt; the cases;
 * plan (:func:`.plan.plan`): adapters merged or per request; engines shared, together
   or one at a time;
 * generate (:func:`.generate.generate`): one batch per side, same order, same sampling;
 * compare (:func:`.compare.compare`): the per-case rows and their metrics;
+* replay (:func:`.recorded.replay`): a recorded primary's answers in place of a re-run,
+  and how often the recorded model reproduces them;
 * judge (:func:`.judge.ask_judge`): the judge model's preference per case, if asked;
+* score (:func:`.scorers.score`): the user's MLflow scorers on both sides of every case;
 * decide (:func:`.verdict.decide`): checks, verdict, aggregates and params -> the result;
-* log (:func:`.log.log_result`): the MLflow run (kept in the home if MLflow fails);
+* log (:func:`.log.log_result`): the MLflow run (kept in the home if MLflow fails) and
+  one trace per generation (:func:`.traces.trace_shadow`);
 * emit (:func:`.log.emit`): the ``ShadowRan`` event that lineage records.
 
 Execution rules (vLLM facts measured on this project's machines) are in
@@ -25,11 +31,14 @@ import time
 
 from ...config import Settings
 from .. import tracking
+from . import scorers as scoring
 from .compare import compare
+from .gather import annotate, gather
 from .generate import generate
 from .judge import ask_judge
 from .log import emit, log_result
 from .plan import plan
+from .recorded import read_against_reproduction, replay, sampling_warning
 from .resolve import resolution_notes, resolve
 from .result import ShadowResult
 from .spec import validate
@@ -41,7 +50,7 @@ from .verdict import decide
 def shadow(
     inputs=None,
     *,
-    primary: str,
+    primary: str | None = None,
     candidate: str,
     prompt: str | None = None,
     n: int | None = None,
@@ -62,6 +71,14 @@ def shadow(
     log: bool = True,
     cfg: Settings | None = None,
     adapter_mode: str = "auto",
+    from_traces: str | None = None,
+    trace_filter: str | None = None,
+    since: str | None = None,
+    from_dataset: str | None = None,
+    baseline: str | None = None,
+    baseline_side: str = "candidate",
+    scorers=(),
+    max_scorer_calls: int | None = None,
     **threshold_options,
 ) -> ShadowResult:
     """Compare a candidate model with the primary over the same inputs.
@@ -73,6 +90,8 @@ def shadow(
         ``{"messages": [...]}``), a list of texts/dicts, or a DataFrame/Series.
     primary, candidate : str
         Model refs (``default``, a folder, an adapter folder, a registered name).
+        ``primary="recorded"`` (with ``from_traces``): the primary side is the answer
+        each trace recorded, not a re-run.
     prompt : str, optional
         A prompt ref; inputs then fill its template variables, and its response
         format (a JSON schema) turns on the format-validity check.
@@ -105,7 +124,22 @@ def shadow(
         What counts as equivalent; single fields may be given as keyword options
         (e.g. ``max_differing_rate=0.1``).
     log : bool
-        Record one MLflow run (params, metrics, per-case table).
+        Record one MLflow run (params, metrics, per-case table) and one MLflow trace per
+        generation, linked to it.
+    from_traces : str, optional
+        An MLflow experiment (name or id) whose traces are the cases (the app's
+        production history); ``trace_filter`` (MLflow's trace filter syntax) and
+        ``since`` (``7d``, ``12h``) select them, ``n`` samples them.
+    from_dataset : str, optional
+        An MLflow evaluation dataset: its inputs fill ``prompt``'s variables (or hold
+        a ``messages``/``question``/``prompt`` request); its expectations go to the scorers.
+    baseline, baseline_side
+        An earlier shadow run whose ``baseline_side`` answers (``candidate`` or
+        ``primary``) are the primary side: today's candidate against what was recorded.
+    scorers : list of mlflow.genai.scorers.Scorer
+        Run on both sides of every case; each is one more quality check.
+    max_scorer_calls : int, optional
+        Refuse a run whose scorers would be called more often (``Settings.max_scorer_calls``).
 
     Returns
     -------
@@ -135,16 +169,57 @@ def shadow(
         log=log,
         cfg=cfg,
         adapter_mode=adapter_mode,
+        from_traces=from_traces,
+        trace_filter=trace_filter,
+        since=since,
+        from_dataset=from_dataset,
+        baseline=baseline,
+        baseline_side=baseline_side,
+        scorers=scorers,
+        max_scorer_calls=max_scorer_calls,
         **threshold_options,
+    )
+    spec = gather(spec)
+    # Scorers are refused, and their calls counted against the limit, before any generation.
+    scorer_set = (
+        scoring.preflight(spec.scorers, len(spec.indices), spec.max_scorer_calls, thresholds=spec.thresholds)
+        if spec.scorers
+        else None
     )
     resolved = resolve(spec)
     planned = plan(spec, resolved)
     generated = generate(planned, resolved.cases, spec.sampling)
-    rows = compare(resolved, generated)
+    reproduction = None
+    if spec.recorded:
+        generated, reproduction = replay(
+            generated, planned.primary, spec.evidence, resolved.cases, spec.thresholds.alpha
+        )
+    rows = annotate(compare(resolved, generated), spec)
     rows = ask_judge(spec, resolved.judge, rows)
-    result = decide(spec, resolved, planned, generated, rows)
+    outcome = scoring.score(scorer_set, resolved.cases, rows, thresholds=spec.thresholds) if scorer_set else None
+    if outcome is not None:
+        rows = outcome.rows
+    result = decide(spec, resolved, planned, generated, rows, scorer_checks=outcome.checks if outcome else ())
+    if reproduction is not None:
+        read_against_reproduction(result, reproduction)
+    result.warnings += _notes(spec, resolved, planned, scorer_set, outcome)
     if spec.log:
-        log_result(result, spec.cfg, started)
-    result.warnings += resolution_notes(spec, resolved)
+        log_result(result, spec.cfg, started, messages=[c.messages for c in resolved.cases])
     emit(result)
     return result
+
+
+def _notes(spec, resolved, planned, scorer_set, outcome) -> list[str]:
+    """What qualifies the comparison: how refs resolved, what the source skipped, sampling
+    that differs between a recording and the new side, scorer calls and failures."""
+    notes = resolution_notes(spec, resolved)
+    if spec.evidence is not None:
+        notes += list(spec.evidence.notes)
+        if spec.recorded:
+            warning = sampling_warning(planned.primary.recorded, spec.sampling)
+            notes += [warning] if warning else []
+    if scorer_set is not None:
+        notes.append(scorer_set.summary)
+    if outcome is not None:
+        notes += list(outcome.warnings)
+    return notes

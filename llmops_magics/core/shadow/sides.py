@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from ...config import Settings
+from ..evidence.recorded import RecordedModel
 from ..generation import engines
 from ..generation.engines import CacheKey
 from ..generation.resolve import ResolvedModel, resolve_chat_model
@@ -27,6 +28,11 @@ class Side:
     backend: str
     adapter_mode: str = "none"
     merged_path: str | None = None
+    # A recorded primary (``--primary recorded``, ``--baseline``): what the recording says
+    # answered, and whether that model still resolves and is re-run for the reproduction
+    # baseline (``regenerate``); a side that is not re-run has no engine.
+    recorded: RecordedModel | None = None
+    regenerate: bool = True
 
     @property
     def serve_path(self) -> str:

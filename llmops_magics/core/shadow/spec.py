@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 
 from ...backends.base import Sampling
 from ...config import Settings, settings
+from ...errors import BadInput
 from .. import options
+from ..evidence.recorded import Evidence
 from .inputs import parse_inputs, sample_indices
 from .stats import Thresholds
 
@@ -49,12 +51,40 @@ class ShadowSpec:
     backend: str | None = None
     log: bool = True
     adapter_mode: str = "auto"
+    # Cases from elsewhere (issue 18): an app's traces, an evaluation dataset, an earlier run.
+    from_traces: str | None = None
+    trace_filter: str | None = None
+    since: str | None = None
+    from_dataset: str | None = None
+    baseline: str | None = None
+    baseline_side: str = "candidate"
+    scorers: tuple = ()
+    max_scorer_calls: int | None = None
+    evidence: Evidence | None = None  # filled by the gather stage
+
+    @property
+    def recorded(self) -> bool:
+        """Whether the primary side is a recording (a trace's answer, an earlier run's side)."""
+        return self.primary == RECORDED
+
+    @property
+    def source(self) -> str | None:
+        """Which outside source the cases come from, if any."""
+        for name in ("from_traces", "from_dataset", "baseline"):
+            if getattr(self, name) is not None:
+                return name
+        return None
+
+
+# ``--primary recorded``: the primary's answers are the recorded ones, not a re-run.
+RECORDED = "recorded"
+BASELINE_SIDES = ("candidate", "primary")
 
 
 def validate(
     inputs=None,
     *,
-    primary: str,
+    primary: str | None = None,
     candidate: str,
     prompt: str | None = None,
     n: int | None = None,
@@ -75,6 +105,14 @@ def validate(
     log: bool = True,
     cfg: Settings | None = None,
     adapter_mode: str = "auto",
+    from_traces: str | None = None,
+    trace_filter: str | None = None,
+    since: str | None = None,
+    from_dataset: str | None = None,
+    baseline: str | None = None,
+    baseline_side: str = "candidate",
+    scorers=(),
+    max_scorer_calls: int | None = None,
     **threshold_options,
 ) -> ShadowSpec:
     """Check ``shadow()``'s arguments and parse its inputs into a :class:`ShadowSpec`.
@@ -101,7 +139,14 @@ def validate(
     primary_engine_args = options.check_engine_args(primary_engine_args, "primary_engine_args")
     candidate_engine_args = options.check_engine_args(candidate_engine_args, "candidate_engine_args")
     thresholds = checked_thresholds(thresholds, threshold_options)
-    items = parse_inputs(inputs)
+    primary = check_sources(inputs, primary, from_traces, from_dataset, baseline, baseline_side, trace_filter, since)
+    cfg = cfg or settings()
+    max_scorer_calls = options.check(max_scorer_calls=max_scorer_calls)["max_scorer_calls"]
+    if max_scorer_calls is None:
+        max_scorer_calls = cfg.max_scorer_calls
+    # Cases from a source are read by the gather stage (it needs MLflow); typed inputs now.
+    outside = any(x is not None for x in (from_traces, from_dataset, baseline))
+    items = [] if outside else parse_inputs(inputs)
     indices = sample_indices(len(items), checked["n"], checked["sample_seed"])
     return ShadowSpec(
         items=tuple(items),
@@ -110,7 +155,7 @@ def validate(
         candidate=candidate,
         sampling=sampling,
         thresholds=thresholds,
-        cfg=cfg or settings(),
+        cfg=cfg,
         prompt=prompt,
         n=checked["n"],
         sample_seed=checked["sample_seed"],
@@ -125,12 +170,53 @@ def validate(
         backend=backend,
         log=log,
         adapter_mode=checked["adapter_mode"],
+        from_traces=from_traces,
+        trace_filter=trace_filter,
+        since=since,
+        from_dataset=from_dataset,
+        baseline=baseline,
+        baseline_side=baseline_side,
+        scorers=tuple(scorers or ()),
+        max_scorer_calls=max_scorer_calls,
     )
+
+
+def check_sources(inputs, primary, from_traces, from_dataset, baseline, baseline_side, trace_filter, since) -> str:
+    """The primary ref once the case sources agree with each other; one line when they do not."""
+    sources = (("--from-traces", from_traces), ("--from-dataset", from_dataset), ("--baseline", baseline))
+    given = [flag for flag, value in sources if value is not None]
+    if len(given) > 1:
+        raise BadInput(f"{given[0]} and {given[1]} both give the cases: choose one")
+    if given and inputs is not None and not (isinstance(inputs, str) and not inputs.strip()):
+        raise BadInput(f"{given[0]} gives the cases: drop the typed inputs (or --inputs)")
+    if (trace_filter is not None or since is not None) and from_traces is None:
+        raise BadInput("--filter and --since select traces: add --from-traces EXPERIMENT")
+    if baseline is not None:
+        if baseline_side not in BASELINE_SIDES:
+            raise BadInput(f"--baseline-side {baseline_side!r}: choose candidate or primary (whose answers to replay)")
+        if primary not in (None, RECORDED):
+            raise BadInput(
+                f"--baseline replays an earlier run's answers as the primary: drop --primary {primary} "
+                "(compare it as --candidate)"
+            )
+        return RECORDED
+    if primary is None:
+        raise BadInput("--primary is required (a model ref, or 'recorded' with --from-traces)")
+    if primary == RECORDED and from_traces is None:
+        raise BadInput(
+            "--primary recorded needs recorded answers: add --from-traces EXPERIMENT, or use --baseline RUN_ID"
+        )
+    return primary
 
 
 def checked_thresholds(thresholds: Thresholds | None, values: dict) -> Thresholds:
     """``thresholds`` (default :class:`Thresholds`) with each field checked, then
     ``values`` (single fields given as options) checked and laid over it."""
     base = thresholds or Thresholds()
-    base = dataclasses.replace(base, **options.check_thresholds(dataclasses.asdict(base)))
-    return dataclasses.replace(base, **options.check_thresholds(values)) if values else base
+    base = dataclasses.replace(base, **options.check_thresholds(base.as_dict()))
+    if not values:
+        return base
+    given = options.check_thresholds(values)
+    # Per-scorer margins add to the base's instead of replacing them.
+    margins = {**base.scorer_margins, **given.pop("scorer_margins", {})}
+    return dataclasses.replace(base, **given, scorer_margins=margins)

@@ -1,11 +1,20 @@
-"""The decide stage: the checks over the per-case rows, the overall verdict, and the
+"""The decide stage: the checks over the per-case rows, the two verdicts, and the
 ``ShadowResult`` that carries them with the aggregates and the run's params.
+
+Two verdicts, not one: the *change* (``unchanged`` / ``changed`` / ``inconclusive``) from
+identical outputs, similarity and length, and the quality *label* (``equivalent`` /
+``better`` / ``worse`` / ``inconclusive``) from refusals, format validity, the judge and
+the user's scorers, with Holm's correction across them. A candidate that answers
+differently and no worse is ``changed`` and ``equivalent``.
 
 The statistics of each check are in :mod:`.stats`; which checks run, and on which
 columns, is decided here.
 """
 
 from __future__ import annotations
+
+import re
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -14,11 +23,14 @@ from .params import run_params
 from .plan import Plan
 from .resolve import Resolved
 from .result import ShadowResult
+from .scorers import SCORE_COLUMNS
 from .sides import ROLES
 from .spec import ShadowSpec
 from .stats import (
     Check,
     Thresholds,
+    Verdict,
+    change_verdict,
     differing_check,
     judge_check,
     latency_check,
@@ -29,16 +41,31 @@ from .stats import (
 )
 
 
-def decide(spec: ShadowSpec, resolved: Resolved, plan: Plan, generated: Generated, rows: list[dict]) -> ShadowResult:
-    """Run the checks, reach the verdict and assemble the result (not yet logged)."""
-    checks_run = checks(rows, spec.thresholds, resolved.schema is not None, resolved.judge is not None)
+def decide(
+    spec: ShadowSpec,
+    resolved: Resolved,
+    plan: Plan,
+    generated: Generated,
+    rows: list[dict],
+    *,
+    scorer_checks: Sequence[Check] = (),
+) -> ShadowResult:
+    """Run the checks, reach both verdicts and assemble the result (not yet logged).
+
+    ``scorer_checks`` are the checks of the user's scorers (:func:`.scorers.score`);
+    they join the quality checks, before latency.
+    """
+    found = checks(rows, spec.thresholds, resolved.schema is not None, resolved.judge is not None)
+    found = found[:-1] + list(scorer_checks) + found[-1:]
+    quality, change = verdicts(rows, found, spec.thresholds)
     name = spec.name or f"{plan.primary.model.label}-vs-{plan.candidate.model.label}"
     return ShadowResult(
         name=name,
         primary=plan.primary.model.label,
         candidate=plan.candidate.model.label,
         rows=rows,
-        verdict=overall(checks_run),
+        verdict=quality,
+        change_verdict=change,
         aggregates=aggregates(rows, generated),
         params=run_params(spec, resolved, plan, generated, name),
         sampling=spec.sampling,
@@ -53,9 +80,22 @@ def decide(spec: ShadowSpec, resolved: Resolved, plan: Plan, generated: Generate
     )
 
 
+def verdicts(rows: list[dict], found: Sequence[Check], t: Thresholds) -> tuple[Verdict, Verdict]:
+    """The quality verdict and the change verdict of these checks over these rows.
+
+    Outputs identical case by case make both (``equivalent``, ``unchanged``), however
+    few the cases: the same outputs get the same scores.
+    """
+    identical = bool(rows) and all(r["exact_match"] for r in rows)
+    quality = overall(found, alpha=t.alpha, identical=identical)
+    # The same (Holm-adjusted) checks in both, so either verdict's check(name) agrees.
+    return quality, change_verdict(quality.checks, identical=identical)
+
+
 def checks(rows: list[dict], t: Thresholds, has_format: bool, has_judge: bool) -> list[Check]:
-    """The checks of a comparison, quality first, latency last."""
+    """The checks of a comparison: change checks, then quality checks, latency last."""
     col = lambda k: [r[k] for r in rows]  # noqa: E731
+    same = col("exact_match")
     found = [
         differing_check([not x for x in col("exact_match")], t),
         similarity_check("edit similarity", col("edit_similarity"), t.min_edit_similarity, t),
@@ -63,16 +103,28 @@ def checks(rows: list[dict], t: Thresholds, has_format: bool, has_judge: bool) -
             "embedding similarity", col("embedding_similarity"), t.min_embedding_similarity, t, seed_offset=1
         ),
         length_check(col("length_ratio"), t),
-        paired_rate_check("refusal rate", col("primary_refused"), col("candidate_refused"), t, higher_is_better=False),
+        paired_rate_check(
+            "refusal rate",
+            col("primary_refused"),
+            col("candidate_refused"),
+            t,
+            higher_is_better=False,
+            same_output=same,
+        ),
     ]
     if has_format:
         found.append(
             paired_rate_check(
-                "format validity", col("primary_format_valid"), col("candidate_format_valid"), t, higher_is_better=True
+                "format validity",
+                col("primary_format_valid"),
+                col("candidate_format_valid"),
+                t,
+                higher_is_better=True,
+                same_output=same,
             )
         )
     if has_judge:
-        found.append(judge_check(col("judge_preference"), t))
+        found.append(judge_check(col("judge_preference"), t, same_output=same))
     found.append(latency_check(col("primary_latency_s"), col("candidate_latency_s"), t))
     return found
 
@@ -98,6 +150,11 @@ def aggregates(rows: list[dict], generated: Generated) -> dict:
         "judge_preference": mean("judge_preference"),
         "generate_s": generated.seconds,
     }
+    for key in rows[0] if rows else ():
+        if key.startswith(SCORE_COLUMNS):
+            # A scorer's mean (a pass rate for pass/fail) per side; MLflow metric names
+            # allow letters, digits and _-. /: only.
+            agg[re.sub(r"[^\w\-. /:]", "_", key)] = mean(key)
     for side in ROLES:
         out_tokens = sum(r[f"{side}_tokens_out"] for r in rows)
         batch_s = generated.batch_s[side]

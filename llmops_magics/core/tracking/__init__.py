@@ -68,3 +68,9 @@ __all__ = [
     "terminate",
     "unavailable",
 ]
+from .feedback import HUMAN, FeedbackTargetMissing, assessment_id, feedback_exists, log_feedback  # noqa: E402
+
+__all__ += ["HUMAN", "FeedbackTargetMissing", "assessment_id", "feedback_exists", "log_feedback"]
+from .trace_write import GenerationTrace, TraceReport, generation_attributes, new_trace_id, write_traces  # noqa: E402
+
+__all__ += ["GenerationTrace", "TraceReport", "generation_attributes", "new_trace_id", "write_traces"]

@@ -161,3 +161,24 @@ def call(what: str, fn, cfg: Settings | None = None):
                 raise _give_up(budget, cfg, f"did not answer {what} within {budget.limit_s:g} s") from None
         finally:
             budget.spent_s += time.monotonic() - t0
+
+
+def call_alone(what: str, fn, cfg: Settings | None = None):
+    """One call with a budget of its own: a long read (pages of traces) bounds each page
+    by ``mlflow_timeout_s`` instead of sharing one budget across all of them.
+
+    A command that has already given MLflow up still skips it at once.
+    """
+    cfg = cfg or settings()
+    outer = _budget.get()
+    if outer is not None and outer.failed:
+        raise MlflowUnavailable(outer.failed)
+    token = _budget.set(_Budget(cfg.mlflow_timeout_s))
+    try:
+        return call(what, fn, cfg)
+    except MlflowUnavailable as e:
+        if outer is not None:
+            outer.failed = str(e)
+        raise
+    finally:
+        _budget.reset(token)

@@ -95,6 +95,7 @@ def client(cfg: Settings | None = None) -> BoundedClient:
 # (searches, run writes, artifact reads, REST auth): imported up front, in the foreground.
 _LAZY_MODULES = (
     "mlflow.entities",
+    "mlflow.tracing.client",
     "mlflow.entities.entity_type",
     "mlflow.models",
     "mlflow.artifacts",
