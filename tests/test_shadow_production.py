@@ -206,3 +206,28 @@ def flaky(inputs, outputs) -> bool:
     assert len(failed) == 1 and "bees" in failed[0]["prompt"], "one case failed, on both sides, and only it"
     assert any("flaky" in w and "timed out" in w for w in result.warnings), result.warnings
     assert any("3 scorers x 8 cases x 2 sides = 48 scorer calls" in w for w in result.warnings)
+
+
+def test_our_own_llm_traces_name_the_recorded_model_and_its_reproduction(shell, tmp_path):
+    """``%%llm`` traces carry the model, digest, sampling and dtype: ``--primary recorded``
+    on them knows what it compares, re-runs that model and reports how often it reproduces
+    its own recording."""
+    config.configure(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")  # only this test's traces
+    shell.ip.config.pop("LlmopsMagics", None)
+    shell.run_cell(f"%%llm --each-line --max-tokens {TOKENS}\n" + "\n".join(QUESTIONS[:6]))
+    asked = shell.user_ns["_llm"]
+    assert len(asked.trace_ids) == 6 and all(asked.trace_ids), asked.warnings
+    result = shell.run_line_magic(
+        "shadow",
+        "--from-traces llmops-magics --filter \"tags.`llmops.role` = 'llm'\" "
+        f"--primary recorded --candidate default --max-tokens {TOKENS}",
+    )
+    assert [r["primary_output"] for r in result.rows] == [r.text for r in asked.results], "in recording order"
+    recorded = result.params["primary_recorded"]
+    assert asked.dtype in recorded and "max_tokens=16" in recorded and "temperature=0" in recorded, recorded
+    assert result.params["primary_recorded_digest"] and result.params["primary_regenerated"] is True
+    reproduction = result.extra["reproduction"]
+    assert reproduction["n"] == 6 and reproduction["rate"] == 1.0, "one batch then, one batch now"
+    assert any("the change verdict is read against that rate" in r for r in result.change_verdict.reasons)
+    assert result.verdict.check("differing beyond reproduction").estimate == 0, "no case moved beyond the noise"
+    assert (result.change, result.label) == ("unchanged", "equivalent")

@@ -92,7 +92,7 @@ def from_traces(
     redact = redaction.load(cfg.redact_text if redact_text is None else redact_text)
     start = since_ms(since)
     exp_id = trace_read.experiment_named(experiment, cfg)
-    items, answers, inputs, models = [], [], [], []
+    found = []  # (order, item, scorer inputs, answer, model)
     no_request, no_answer, seen = [], [], 0
     with tqdm(desc=f"reading traces of {experiment}", unit="trace", leave=False) as bar:
         for trace in trace_read.read_traces(
@@ -110,16 +110,23 @@ def from_traces(
                 no_answer.append(trace_id)
                 continue
             messages = redaction.messages(redact, messages)
-            items.append({"messages": list(messages), "trace_id": trace_id})
-            inputs.append(_scorer_inputs(root.inputs, messages, redact))
             prompt_tokens, completion_tokens = shapes.usage(root.outputs)
             latency = max(0.0, ((root.end_time_ns or 0) - (root.start_time_ns or 0)) / 1e9)
-            answers.append(
-                RecordedAnswer(redact(text), latency, prompt_tokens, completion_tokens, trace_id)
-                if text is not None
-                else None
+            found.append(
+                (
+                    _order(trace, root),
+                    {"messages": list(messages), "trace_id": trace_id},
+                    _scorer_inputs(root.inputs, messages, redact),
+                    RecordedAnswer(redact(text), latency, prompt_tokens, completion_tokens, trace_id)
+                    if text is not None
+                    else None,
+                    model_of(root) or RecordedModel(label="app", sampling=shapes.sampling(root.inputs)),
+                )
             )
-            models.append(model_of(root) or RecordedModel(label="app", sampling=shapes.sampling(root.inputs)))
+    # Recording order: the requests of one batch (our own traces) share a start time and
+    # keep their place in the batch, so a re-run sends them in the same order.
+    found.sort(key=lambda f: f[0])
+    items, inputs, answers, models = ([f[i] for f in found] for i in range(1, 5))
     notes = []
     where = f"experiment {experiment}" + (f" matching {filter_string!r}" if filter_string else "")
     where += f" since {since}" if since else ""
@@ -148,6 +155,11 @@ def from_traces(
         model=model,
         notes=tuple(notes),
     )
+
+
+def _order(trace, root) -> tuple:
+    case = (trace.info.tags or {}).get(our.CASE_TAG, "")
+    return (root.start_time_ns or 0, int(case) if str(case).isdigit() else 0)
 
 
 def _scorer_inputs(raw, messages, redact):
