@@ -16,7 +16,7 @@ from ...config import Settings, settings
 from ...errors import BadInput, TrackingError
 from .. import events, options, tracking
 from ..generation.resolve import resolve_model
-from .behavior import behavior_check, load_probes
+from .behavior import behavior_check, load_probes, write_behavior_traces
 from .report import AdapterReport, Finding
 from .static import adapter_config, static_check
 
@@ -109,6 +109,7 @@ def check_adapter(
         findings=list(result.findings),
         static=result.stats,
     )
+    b = None
     if behavior and report.verdict != "breaking":
         b = behavior_check(
             str(adapter_path),
@@ -131,6 +132,11 @@ def check_adapter(
         except TrackingError as e:  # the report stands; the run waits in the home
             report.warnings.append(str(e))
             report.run_key = getattr(e, "key", None)
+        if b is not None and b.traces:  # each greedy continuation, as a trace linked to the run
+            traced = write_behavior_traces(b, report.run_id, cfg)
+            report.trace_ids = traced.trace_ids
+            if traced.note:
+                report.warnings.append(traced.note)
     events.emit(
         events.AdapterChecked(
             adapter=adapter,

@@ -68,6 +68,8 @@ class AdapterReport:
     # What did not happen, in one line each (e.g. the MLflow run was kept for later).
     warnings: list = field(default_factory=list)
     run_key: str | None = None
+    # The MLflow trace of each greedy continuation the behavioral check generated.
+    trace_ids: list = field(default_factory=list)
 
     @property
     def verdict(self) -> str:

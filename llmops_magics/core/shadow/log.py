@@ -30,8 +30,9 @@ def log_result(result: ShadowResult, cfg: Settings, started: float, messages=Non
     except TrackingError as e:  # the comparison stands; the run waits in the home
         result.warnings.append(str(e))
         result.run_key = getattr(e, "key", None)
-        return
     if records:
+        # With the run kept for later the traces cannot link to it: written unlinked if
+        # MLflow answers, else counted and said in one line (their ids cleared).
         trace_shadow(result, messages, result.run_id, cfg, records=records)
 
 

@@ -173,7 +173,8 @@ def call_alone(what: str, fn, cfg: Settings | None = None):
     outer = _budget.get()
     if outer is not None and outer.failed:
         raise MlflowUnavailable(outer.failed)
-    token = _budget.set(_Budget(cfg.mlflow_timeout_s))
+    # The server was pinged once in this command already: each page need not ping again.
+    token = _budget.set(_Budget(cfg.mlflow_timeout_s, pinged=bool(outer is not None and outer.pinged)))
     try:
         return call(what, fn, cfg)
     except MlflowUnavailable as e:
@@ -181,4 +182,7 @@ def call_alone(what: str, fn, cfg: Settings | None = None):
             outer.failed = str(e)
         raise
     finally:
+        inner = _budget.get()
         _budget.reset(token)
+        if outer is not None and inner is not None and inner.pinged:
+            outer.pinged = True
