@@ -141,6 +141,8 @@ def test_bad_trace_sources_are_one_line_each(app_traces):
         validate(None, primary="recorded", candidate="default", from_traces=exp, baseline="r1")
     with pytest.raises(BadInput, match="--filter and --since select traces"):
         validate(["hi"], primary="default", candidate="default", since="7d")
+    with pytest.raises(BadInput, match="replays whole recorded requests: drop --prompt"):
+        validate(None, primary="recorded", candidate="default", from_traces=exp, prompt="summarize")
     with pytest.raises(BadInput, match="drop --primary default"):
         validate(None, primary="default", candidate="default", baseline="r1")
 
@@ -194,3 +196,16 @@ def test_from_traces_reads_a_real_server_and_a_frozen_one_fails_in_bounded_time(
         assert time.monotonic() - t0 < 10, "bounded by the budget, not by MLflow's retries"
     finally:
         mlflow_server.thaw()
+
+
+def test_a_recording_sampled_otherwise_than_the_new_side_is_said():
+    from llmops_magics.backends.base import Sampling
+    from llmops_magics.core.evidence.recorded import RecordedModel
+    from llmops_magics.core.shadow.recorded import sampling_warning
+
+    sampled = RecordedModel(label="app", sampling={"temperature": 0.7})
+    greedy = RecordedModel(label="app", sampling={"temperature": 0})
+    assert "were sampled (temperature 0.7) but the new side is greedy" in sampling_warning(sampled, Sampling())
+    assert "were greedy but the new side is sampled" in sampling_warning(greedy, Sampling(temperature=0.5))
+    assert sampling_warning(greedy, Sampling()) is None
+    assert sampling_warning(RecordedModel(label="app"), Sampling()) is None, "unknown: nothing claimed"

@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import time
 
+from tqdm.auto import tqdm
+
 from ...config import Settings
 from .. import tracking
 from . import scorers as scoring
@@ -186,6 +188,8 @@ def shadow(
         if spec.scorers
         else None
     )
+    if scorer_set is not None:  # what the scorers will cost, said before anything runs
+        tqdm(total=0, desc=scorer_set.summary, bar_format="{desc}", leave=True).close()
     resolved = resolve(spec)
     planned = plan(spec, resolved)
     generated = generate(planned, resolved.cases, spec.sampling)

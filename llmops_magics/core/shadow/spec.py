@@ -140,6 +140,11 @@ def validate(
     candidate_engine_args = options.check_engine_args(candidate_engine_args, "candidate_engine_args")
     thresholds = checked_thresholds(thresholds, threshold_options)
     primary = check_sources(inputs, primary, from_traces, from_dataset, baseline, baseline_side, trace_filter, since)
+    if prompt is not None and (from_traces is not None or baseline is not None):
+        raise BadInput(
+            f"{'--from-traces' if from_traces is not None else '--baseline'} replays whole recorded requests: "
+            "drop --prompt (it fills the variables of typed or --from-dataset inputs)"
+        )
     cfg = cfg or settings()
     max_scorer_calls = options.check(max_scorer_calls=max_scorer_calls)["max_scorer_calls"]
     if max_scorer_calls is None:
