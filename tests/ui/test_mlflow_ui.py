@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections import Counter
 
 import pytest
@@ -96,6 +97,20 @@ def mlflow_page(browser):
     assert not errors, f"errors in the MLflow UI: {errors}"
 
 
+def _cell_values(cell, expected: set[str]) -> set[str]:
+    """The values a feedback cell shows, once it shows ``expected`` or the timeout passes.
+
+    Cells fill in after their row appears (the assessments load separately, a row at a
+    time on a busy machine), so one read can catch a cell still empty.
+    """
+    deadline = time.monotonic() + TIMEOUT_MS / 1000
+    while True:
+        shown = {line.strip() for line in cell.inner_text().splitlines() if line.strip()}
+        if shown == expected or time.monotonic() > deadline:
+            return shown
+        time.sleep(0.2)
+
+
 def _assessments_pane(page, n_feedback: int):
     """Open the trace's Assessments pane and expand every value; return the pane."""
     page.get_by_role("button", name="Assess").click()
@@ -153,8 +168,7 @@ def test_reviewers_feedback_is_on_the_shadow_runs_traces(mlflow_page, mlflow_ser
         counts = Counter(v["value"] for v in shadow["votes"] if v["case"] == index)
         expected = {value if n == 1 else f"{value} ({n})" for value, n in counts.items()} or {"null"}
         for trace_id in case.values():
-            cell = rows.filter(has_text=trace_id).locator(FEEDBACK_CELL)
-            shown = {line.strip() for line in cell.inner_text().splitlines() if line.strip()}
+            shown = _cell_values(rows.filter(has_text=trace_id).locator(FEEDBACK_CELL), expected)
             assert shown == expected, (trace_id, shown, expected)
 
     # A voted case's primary trace, opened from its row: who preferred what, and why.
