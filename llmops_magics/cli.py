@@ -80,6 +80,10 @@ def cmd_ui(args) -> int:
     ]
     print(f"MLflow UI for {cfg.resolved_tracking_uri}: {url}")
     print(f"link results to it: %config LlmopsMagics.ui_url = '{url}'  (or LLMOPS_UI_URL={url})")
+    # One setting: the kernel sends its ui_url to JupyterLab, whose badges and panel follow it.
+    print(
+        "JupyterLab's badges and LLMOps panel follow that setting (leave Settings > LLMOps > MLflow UI base URL empty)"
+    )
     sys.stdout.flush()
     return subprocess.call(cmd)
 

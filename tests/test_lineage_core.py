@@ -207,7 +207,12 @@ def test_shipping_to_mlflow_is_idempotent_by_record_id(tmp_path, llmops_home):
     table = json.loads(
         Path(client.download_artifacts(runs[0].info.run_id, TABLE_FILE, str(tmp_path / "t"))).read_text()
     )
-    assert len(table["data"]) == 4 and "summary" in table["columns"]
+    assert len(table["data"]) == 4
+    assert table["columns"][:5] == ["cell", "status", "summary", "source", "duration_s"]
+    # Plain cells: no row has a run, tokens or an error, so those columns are left out.
+    assert not {"error_type", "runs", "prompt_tokens", "completion_tokens"} & set(table["columns"])
+    assert [row[0] for row in table["data"]] == [1, 2, 3, 4]
+    assert table["data"][0][table["columns"].index("cell_id")] == "cell-1"  # what the frontend sent
     assert runs[0].data.tags["mlflow.source.name"] == "nb.ipynb"
     assert [m.step for m in client.get_metric_history(runs[0].info.run_id, "cell_duration_s")] == [1, 2, 3, 4]
     assert pending(directory) == {} and set(ids) <= acked_ids(rec.spool.path)
@@ -359,8 +364,11 @@ def test_alias_moves_pins_and_table_writes_reach_the_cells_lineage(shell, tmp_pa
     moved = registered.bundle()
     assert moved["aliases"] == [{"kind": "prompt", "name": name, "alias": "staging", "from": None, "to": 1}]
     assert moved["prompts"] == [{"name": name, "version": "1", "digest": moved["prompts"][0]["digest"]}]
-    assert f"alias {name}@staging -→1" in moved["summary"]
+    # Issue 19 changes the summary's wording: the registration and its alias read as one phrase.
+    assert moved["summary"] == f"registered prompt {name}/1 · staging -> 1"
+    assert moved["registry"][0] == {**moved["registry"][0], "action": "registered", "kind": "prompt", "version": "1"}
     assert pinned.bundle()["prompts"][0]["name"] == name and pinned.bundle()["prompts"][0]["version"] == "1"
+    assert pinned.bundle()["summary"] == f"pinned prompt {name}/1"
     tables = indexed.bundle()["tables"]
     assert [(t["table"], t["step"], t["rows"]) for t in tables] == [("notes", "write", 2)]
     assert "table notes new→v" in indexed.bundle()["summary"]
@@ -376,3 +384,88 @@ def test_an_event_of_another_shape_is_skipped_not_the_cell():
     d = derive([odd, good, {"kind": "from-a-newer-version"}, {"kind": "alias"}])
     assert d["shadow"] == [{"name": "s", "verdict": "equivalent", "run_id": "r1"}]
     assert d["summary"] == "shadow s equivalent · run r1"
+
+
+def _registry_summary(*evs) -> str:
+    from llmops_magics.core.lineage.derive import derive
+
+    return derive([events.EVENTS[kind](**payload).to_record() for kind, payload in evs])["summary"]
+
+
+@pytest.mark.parametrize(
+    "evs, summary",
+    [
+        (
+            [
+                ("model_registered", {"name": "chat", "version": 2, "model_kind": "adapter", "digest": "d2"}),
+                ("alias", {"registry": "model", "name": "chat", "alias": "challenger", "to": 2}),
+            ],
+            "registered model chat/2 · challenger -> 2",
+        ),
+        (
+            [("alias", {"registry": "model", "name": "chat", "alias": "champion", "from_": 1, "to": 2})],
+            "chat@champion 1 -> 2",
+        ),
+        (
+            [("alias", {"registry": "prompt", "name": "summarize", "alias": "old", "from_": 3, "to": None})],
+            "summarize@old unset (was 3)",
+        ),
+        (
+            [
+                ("pin", {"registry": "prompt", "name": "summarize", "version": 1, "alias": "production"}),
+                ("pin", {"registry": "model", "name": "chat", "version": 1, "alias": "champion"}),
+            ],
+            "pinned prompt summarize/1 · pinned model chat/1",
+        ),
+    ],
+)
+def test_registry_work_reads_as_what_was_done(evs, summary):
+    # Issue 19: these cells showed "alias chat@challenger -→2" (a stray "-" for "unset"), or only
+    # the versions, as if they had merely been used.
+    assert _registry_summary(*evs) == summary
+
+
+def test_the_bundle_carries_the_kernels_ui_url_and_the_registry_work(recorder):
+    from llmops_magics import config
+
+    config.configure(ui_url="http://127.0.0.1:5123")
+    try:
+        rec = _record(
+            recorder,
+            "%llm_pin model chat@champion",
+            4,
+            evs=[("pin", {"registry": "model", "name": "chat", "version": 1, "alias": "champion"})],
+        )
+        b = rec.bundle()
+    finally:
+        config.configure(ui_url="")
+    assert b["ui_url"] == "http://127.0.0.1:5123"
+    assert b["registry"] == [
+        {
+            "action": "pinned",
+            "kind": "model",
+            "name": "chat",
+            "version": "1",
+            "alias": "champion",
+            "from": None,
+            "to": None,
+        }
+    ]
+    assert rec.bundle()["ui_url"] is None  # unset: the lab falls back to its own setting
+
+
+def test_the_session_run_names_its_notebook_relative(tmp_path, llmops_home, monkeypatch):
+    from llmops_magics.core import tracking
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "work").mkdir()
+    absolute = str(tmp_path / "work" / "quick.ipynb")  # what JupyterLab gives the kernel (JPY_SESSION_NAME)
+    rec = lineage.LineageRecorder(tmp_path / "home", notebook=absolute, ship=False)
+    _record(rec, "a = 1", 1)
+    rec.spool.sync()
+    assert ship_once(spool_dir(tmp_path / "home")).error is None
+    run = _session_runs(tracking.client(), rec.session_id)[0]
+    assert run.data.tags["mlflow.source.name"] == "work/quick.ipynb"
+    assert run.data.tags["llmops.lineage.notebook"] == "work/quick.ipynb"
+    assert str(tmp_path) not in rec.spool.path.read_text()
+    rec.close(0)

@@ -24,6 +24,7 @@ from llmops_magics.core.lineage.ship import EXPERIMENT, RECORDS_FILE, TABLE_FILE
 
 MIME = "application/vnd.llmops.lineage+json"
 NOTEBOOK = "analysis/summaries.ipynb"
+UI_URL = "http://127.0.0.1:5123"  # as `llmops-magics ui --port 5123` tells the user to set
 ENV_SECRET = "svc-" + uuid.uuid4().hex  # the value of a secret-looking env variable
 
 pytestmark = pytest.mark.slow
@@ -37,6 +38,7 @@ def _env(home: Path, tracking_uri: str) -> dict:
             "LLMOPS_HOME": str(home),
             "LLMOPS_TRACKING_URI": tracking_uri,
             "JPY_SESSION_NAME": NOTEBOOK,
+            "LLMOPS_UI_URL": UI_URL,
             "MY_SERVICE_TOKEN": ENV_SECRET,
             "VLLM_CPU_KVCACHE_SPACE": "1",
             "HF_HUB_OFFLINE": "1",
@@ -148,6 +150,11 @@ def test_llm_cell_shows_a_bundle_and_links_to_its_run(kernel, home, client, tmp_
     table = json.loads(Path(client.download_artifacts(session.info.run_id, TABLE_FILE, str(tmp_path))).read_text())
     row = next(r for r in table["data"] if r[table["columns"].index("record_id")] == b["record_id"])
     assert run["run_id"] in row[table["columns"].index("runs")]
+    # The table leads with what a person scans for; the frontend's cell id fills its column.
+    assert table["columns"][:5] == ["cell", "status", "summary", "source", "duration_s"]
+    assert row[table["columns"].index("cell_id")] == "c-llm"
+    # The kernel's one link setting reaches JupyterLab with the record.
+    assert b["ui_url"] == UI_URL
 
 
 def test_mlflow_outage_every_record_arrives_exactly_once(kernel, home, server, client, tmp_path):

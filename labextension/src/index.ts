@@ -9,7 +9,7 @@ import { ISettingRegistry } from '@jupyterlab/settingregistry';
 
 import { llmopsIcon } from './icon';
 import { mlflowLinks } from './links';
-import { DEFAULT_MLFLOW_URL, LineageModel } from './model';
+import { LineageModel } from './model';
 import { NotebookLineageSync } from './sync';
 import { LlmopsPanel } from './views/panelWidget';
 
@@ -20,7 +20,8 @@ export const CommandIDs = {
 } as const;
 
 function applySettings(settings: ISettingRegistry.ISettings): void {
-  const url = (settings.get('mlflowUiUrl').composite as string) ?? DEFAULT_MLFLOW_URL;
+  // Only a value the user set overrides the kernel's ui_url; unset or empty follows it.
+  const url = settings.get('mlflowUiUrl').user as string | undefined;
   const problem = mlflowLinks.setBase(url);
   if (problem) {
     Notification.warning(`LLMOps: ${problem}`, { autoClose: 8000 });

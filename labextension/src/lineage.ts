@@ -55,6 +55,18 @@ export interface Verdict {
   run_id: string;
 }
 
+/** Registry work a cell did: registered or pinned a version, or moved an alias. */
+export interface RegistryAction {
+  action: 'registered' | 'pinned' | 'alias';
+  kind: string;
+  name: string;
+  version: string;
+  alias: string;
+  /** Alias moves: the version before (empty when the alias is new) and after (empty: unset). */
+  from: string;
+  to: string;
+}
+
 export interface LineageRecord {
   version: number;
   record_id: string;
@@ -75,7 +87,10 @@ export interface LineageRecord {
   tables: TableStep[];
   shadow: Verdict[];
   adapter_checks: Verdict[];
+  registry: RegistryAction[];
   summary: string;
+  /** The kernel's MLflow UI setting when the record was made (empty: not set). */
+  ui_url: string;
 }
 
 /** Why a payload could not be read as a lineage record. */
@@ -101,6 +116,27 @@ function num(value: unknown): number | null {
 
 function list<T>(value: unknown, item: (o: Json) => T): T[] {
   return Array.isArray(value) ? value.filter(isObject).map(item) : [];
+}
+
+function registryAction(o: Json): RegistryAction {
+  const action = text(o.action);
+  return {
+    action: action === 'registered' || action === 'pinned' ? action : 'alias',
+    kind: text(o.kind),
+    name: text(o.name),
+    version: text(o.version),
+    alias: text(o.alias),
+    from: text(o.from),
+    to: text(o.to)
+  };
+}
+
+/** Registry work: the kernel's `registry` list, or (older kernels) alias moves only. */
+function registryActions(data: Json): RegistryAction[] {
+  if (Array.isArray(data.registry)) {
+    return list(data.registry, registryAction);
+  }
+  return list(data.aliases, o => registryAction({ ...o, action: 'alias' }));
 }
 
 function adapterVerdict(o: Json): Verdict {
@@ -184,7 +220,9 @@ export function parseLineage(payload: unknown): LineageRecord {
       run_id: text(o.run_id)
     })),
     adapter_checks: list(data.adapter_checks, adapterVerdict),
-    summary: text(data.summary)
+    registry: registryActions(data),
+    summary: text(data.summary),
+    ui_url: text(data.ui_url)
   };
 }
 
@@ -235,19 +273,95 @@ export function versionLabel(version: string): string {
   return /^\d+$/.test(version) ? `v${version}` : version;
 }
 
+/** `chat/2`, or `default` for a model named without a version. */
+export function refLabel(ref: { name: string; version: string }): string {
+  return ref.version ? `${ref.name}/${ref.version}` : ref.name;
+}
+
+/**
+ * An alias move as people say it: `chat@champion 1 -> 2`; `short` drops the name
+ * (the cell registered it, so `challenger -> 2` is clear); an empty `to` is an unset.
+ */
+export function aliasText(a: RegistryAction, short = false): string {
+  const target = short ? a.alias : `${a.name}@${a.alias}`;
+  if (!a.to) {
+    return `${target} unset${a.from ? ` (was ${a.from})` : ''}`;
+  }
+  return a.from && a.from !== a.to ? `${target} ${a.from} -> ${a.to}` : `${target} -> ${a.to}`;
+}
+
+/** Registry work as phrases: `registered model chat/2`, `challenger -> 2`, `pinned prompt summarize/1`. */
+export function registryPhrases(record: LineageRecord): string[] {
+  const registered = new Set(
+    record.registry.filter(a => a.action === 'registered').map(a => `${a.kind}\n${a.name}`)
+  );
+  return record.registry.map(a =>
+    a.action === 'alias'
+      ? aliasText(a, registered.has(`${a.kind}\n${a.name}`))
+      : `${a.action} ${a.kind} ${refLabel(a)}`
+  );
+}
+
+/** Whether a prompt/model ref is already named by the cell's registry work. */
+export function namedByRegistry(
+  record: LineageRecord,
+  kind: string,
+  ref: { name: string; version: string }
+): boolean {
+  return record.registry.some(
+    a => a.action !== 'alias' && a.kind === kind && a.name === ref.name && a.version === ref.version
+  );
+}
+
+export type Tone = 'good' | 'bad' | 'neutral';
+
+const GOOD = new Set(['ok', 'equivalent', 'better', 'compatible', 'pass', 'passed']);
+const BAD = new Set([
+  'worse',
+  'degraded',
+  'breaking',
+  'no-effect',
+  'regressed',
+  'fail',
+  'failed',
+  'error'
+]);
+
+/** How a verdict reads: good news, bad news, or neither (inconclusive, unknown words). */
+export function verdictTone(verdict: string): Tone {
+  const v = verdict.trim().toLowerCase();
+  return GOOD.has(v) ? 'good' : BAD.has(v) ? 'bad' : 'neutral';
+}
+
+/** The cell's verdicts (shadow comparisons, then adapter checks), with where they came from. */
+export function cellVerdicts(record: LineageRecord): (Verdict & { check: 'shadow' | 'adapter' })[] {
+  return [
+    ...record.shadow.map(s => ({ ...s, check: 'shadow' as const })),
+    ...record.adapter_checks.map(a => ({ ...a, check: 'adapter' as const }))
+  ];
+}
+
 /** The plain-text one-liner shown where there is no room for badges. */
 export function oneLine(record: LineageRecord): string {
-  const parts: string[] = [];
+  const parts: string[] = registryPhrases(record);
   for (const p of record.prompts) {
-    parts.push(`prompt ${p.name}/${p.version}`);
+    if (!namedByRegistry(record, 'prompt', p)) {
+      parts.push(`prompt ${refLabel(p)}`);
+    }
   }
   for (const m of record.models) {
-    parts.push(`model ${m.name}/${m.version}`);
+    if (!namedByRegistry(record, 'model', m)) {
+      parts.push(`model ${refLabel(m)}`);
+    }
+  }
+  for (const s of record.shadow) {
+    parts.push(`shadow ${s.name} ${s.verdict}`.trim());
+  }
+  for (const a of record.adapter_checks) {
+    parts.push(`adapter ${a.name} ${a.verdict}`.trim());
   }
   if (record.status === 'error') {
     parts.push(`error ${record.error_type}`.trim());
   }
-  return parts.length
-    ? parts.join(' · ')
-    : record.summary || 'llmops work (pins, aliases, registry)';
+  return parts.length ? parts.join(' · ') : record.summary || 'llmops work';
 }

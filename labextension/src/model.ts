@@ -6,40 +6,67 @@ import { ISignal, Signal } from '@lumino/signaling';
 
 import { LineageRecord, Pin, Verdict, driftedPins, mlflowBase } from './lineage';
 
+/** Where links point when neither the lab setting nor the kernel names a UI. */
 export const DEFAULT_MLFLOW_URL = 'http://127.0.0.1:5000';
 
-/** The MLflow UI base URL, shared by the badge renderer and the panel. */
+/**
+ * The MLflow UI base URL, shared by the badge renderer and the panel. One setting
+ * governs it: the kernel's `ui_url` (sent with each lineage record); the lab setting
+ * `mlflowUiUrl`, when the user sets it, overrides it.
+ */
 export class MlflowLinks {
   get changed(): ISignal<this, string> {
     return this._changed;
   }
 
   get base(): string {
-    return this._base;
+    return this._user ?? this._kernel ?? DEFAULT_MLFLOW_URL;
+  }
+
+  /** Where the base comes from, for the panel to say. */
+  get origin(): 'lab setting' | 'kernel' | 'default' {
+    return this._user !== null ? 'lab setting' : this._kernel !== null ? 'kernel' : 'default';
   }
 
   /**
-   * Use a new base URL.
+   * Use the lab setting's URL; an empty one follows the kernel again.
    *
    * @returns an error message with the fix when the URL is not http(s), else `null`
    *   (the previous base stays in force on error).
    */
-  setBase(url: string): string | null {
-    const clean = mlflowBase(url);
+  setBase(url: string | null | undefined): string | null {
+    if (!(url ?? '').trim()) {
+      return this._update(() => (this._user = null));
+    }
+    const clean = mlflowBase(url as string);
     if (clean === null) {
       return (
         `MLflow UI base URL ${JSON.stringify(url)} is not an http(s) address: ` +
-        `set e.g. ${DEFAULT_MLFLOW_URL} in Settings > LLMOps`
+        `set e.g. ${DEFAULT_MLFLOW_URL} in Settings > LLMOps, or leave it empty to follow the kernel's ui_url`
       );
     }
-    if (clean !== this._base) {
-      this._base = clean;
-      this._changed.emit(clean);
+    return this._update(() => (this._user = clean));
+  }
+
+  /** The kernel's `ui_url` from a record that just arrived; empty or unsafe ones are ignored. */
+  setKernelBase(url: string): void {
+    const clean = mlflowBase(url);
+    if (clean !== null) {
+      this._update(() => (this._kernel = clean));
+    }
+  }
+
+  private _update(change: () => void): null {
+    const before = this.base;
+    change();
+    if (this.base !== before) {
+      this._changed.emit(this.base);
     }
     return null;
   }
 
-  private _base = DEFAULT_MLFLOW_URL;
+  private _user: string | null = null;
+  private _kernel: string | null = null;
   private _changed = new Signal<this, string>(this);
 }
 
@@ -49,6 +76,8 @@ export interface CellLineage {
   record: LineageRecord;
   /** Arrival order; a later record is newer. */
   seq: number;
+  /** Made by the running kernel, not read from the saved notebook. */
+  live: boolean;
 }
 
 export interface ShadowEntry extends Verdict {
@@ -63,6 +92,8 @@ export interface PinState {
   cellKey: string;
   executionCount: number | null;
   started: string;
+  /** The kernel made this state; `false` when it was read from the saved notebook. */
+  live: boolean;
 }
 
 class NotebookLineage {
@@ -98,10 +129,13 @@ export class LineageModel {
     }
   }
 
-  /** Record a cell's lineage; it replaces what the cell carried before. */
-  ingest(notebookKey: string, cellKey: string, record: LineageRecord): void {
+  /**
+   * Record a cell's lineage; it replaces what the cell carried before. `live`: the
+   * kernel just made it (else it was read from the saved notebook).
+   */
+  ingest(notebookKey: string, cellKey: string, record: LineageRecord, live = true): void {
     const nb = this._notebook(notebookKey);
-    nb.cells.set(cellKey, { cellKey, record, seq: ++this._seq });
+    nb.cells.set(cellKey, { cellKey, record, seq: ++this._seq, live });
     if (!nb.order.includes(cellKey)) {
       nb.order.push(cellKey);
     }
@@ -173,7 +207,8 @@ export class LineageModel {
       drifted: driftedPins(record),
       cellKey: latest.cellKey,
       executionCount: record.execution_count,
-      started: record.started
+      started: record.started,
+      live: latest.live
     };
   }
 

@@ -50,6 +50,32 @@ function ownLineage(cell: CodeCell): { payload: unknown; record: LineageRecord }
   return record && describesCell(record, cell.model.id) ? { payload, record } : null;
 }
 
+/**
+ * Structural equality of JSON values, key order ignored: a notebook saved by another
+ * tool may hold the same lineage with its keys sorted differently.
+ */
+export function deepEqual(a: unknown, b: unknown): boolean {
+  if (a === b) {
+    return true;
+  }
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) {
+    return false;
+  }
+  if (Array.isArray(a) !== Array.isArray(b)) {
+    return false;
+  }
+  if (Array.isArray(a)) {
+    const other = b as unknown[];
+    return a.length === other.length && a.every((x, i) => deepEqual(x, other[i]));
+  }
+  const ka = Object.keys(a as object).filter(k => (a as Record<string, unknown>)[k] !== undefined);
+  const kb = Object.keys(b as object).filter(k => (b as Record<string, unknown>)[k] !== undefined);
+  return (
+    ka.length === kb.length &&
+    ka.every(k => deepEqual((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k]))
+  );
+}
+
 function isCode(cell: Cell): cell is CodeCell {
   return cell.model.type === 'code';
 }
@@ -96,7 +122,7 @@ export class NotebookLineageSync implements IDisposable {
     const loaded: { cell: CodeCell; record: LineageRecord }[] = [];
     for (const cell of fresh) {
       this._watched.add(cell);
-      cell.model.outputs.changed.connect(() => this._sync(cell));
+      cell.model.outputs.changed.connect(() => this._sync(cell, true));
       const saved = cell.model.getMetadata(METADATA_KEY);
       const record = ownLineage(cell)?.record ?? (saved === undefined ? null : read(saved));
       if (record) {
@@ -106,7 +132,8 @@ export class NotebookLineageSync implements IDisposable {
     }
     const order = initial ? byStarted(loaded) : loaded;
     for (const { cell, record } of order) {
-      this._model.ingest(this._panel.id, cell.model.id, record);
+      // What a notebook was saved with, or cells pasted in: not the kernel's doing now.
+      this._model.ingest(this._panel.id, cell.model.id, record, false);
     }
     this._model.setOrder(
       this._panel.id,
@@ -114,13 +141,19 @@ export class NotebookLineageSync implements IDisposable {
     );
   }
 
-  /** Bring metadata, model and badges in line with the cell's outputs. */
-  private _sync(cell: CodeCell, ingest = true): void {
+  /**
+   * Bring model and badges in line with the cell's outputs. `live`: the outputs just
+   * changed (the cell ran); only then is `metadata.llmops` written, so opening or
+   * viewing a saved notebook never modifies it.
+   */
+  private _sync(cell: CodeCell, live = true): void {
     const own = ownLineage(cell);
     if (own) {
-      if (JSON.stringify(cell.model.getMetadata(METADATA_KEY)) !== JSON.stringify(own.payload)) {
-        cell.model.setMetadata(METADATA_KEY, own.payload);
-        if (ingest) {
+      if (live) {
+        // The kernel says where its MLflow UI is; the lab setting, if set, still wins.
+        this._model.links.setKernelBase(own.record.ui_url);
+        if (!deepEqual(cell.model.getMetadata(METADATA_KEY), own.payload)) {
+          cell.model.setMetadata(METADATA_KEY, own.payload);
           this._model.ingest(this._panel.id, cell.model.id, own.record);
         }
       }

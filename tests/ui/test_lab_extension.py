@@ -9,8 +9,10 @@ drives the real magics.
 from __future__ import annotations
 
 import copy
+import time
 
 import pytest
+from lab_harness import empty_notebook
 
 MIME = "application/vnd.llmops.lineage+json"
 XSS = '<img src=x onerror="window.__llmopsXss=1">'
@@ -257,3 +259,68 @@ def test_real_magics_badge_panel_drift_metadata_and_reopen(lab_page, jupyter_lab
     restored = lab_page.cell(llm_index).locator(".jp-llmops-cell-lineage summary")
     restored.wait_for()
     assert "summarize v1" in restored.inner_text() and "chat v1" in restored.inner_text()
+
+
+def test_a_saved_notebook_opens_unmodified_with_verdict_chips(lab_page, jupyter_lab):
+    """An executed notebook (nbclient saves lineage outputs, no metadata) opened in the lab:
+    nothing is written into it, its adapter chip says ``degraded``, and the panel does not
+    call the saved pins the kernel's state (issue 19)."""
+
+    def output(b: dict) -> dict:
+        return {"output_type": "display_data", "metadata": {}, "data": {MIME: b, "text/plain": "lineage"}}
+
+    registered = bundle(
+        record_id="rec-reg",
+        execution_count=3,
+        prompts=[],
+        models=[{"name": "chat", "version": "2", "digest": "af39a9", "backend": None}],
+        runs=[],
+        registry=[
+            {"action": "registered", "kind": "model", "name": "chat", "version": "2"},
+            {"action": "alias", "kind": "model", "name": "chat", "alias": "challenger", "from": None, "to": "2"},
+        ],
+    )
+    checked = bundle(
+        record_id="rec-adapter",
+        execution_count=21,
+        started="2026-11-27T17:05:00.000+00:00",
+        adapter_checks=[{"adapter": "adapters/in-short", "verdict": "degraded", "run_id": RUN_ID}],
+    )
+    nb = empty_notebook()
+    # What the lab's kernel reports: JupyterLab itself rewrites a notebook's kernelspec and
+    # language_info when they differ, which is not what this test is about.
+    from ipykernel.ipkernel import IPythonKernel
+
+    nb["metadata"] = {
+        "kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"},
+        "language_info": dict(IPythonKernel.language_info),
+    }
+    nb["cells"] = [
+        {
+            "cell_type": "code",
+            "id": f"c{i}",
+            "metadata": {},
+            "execution_count": b["execution_count"],
+            "source": "%adapter_check ...",
+            "outputs": [output(b)],
+        }
+        for i, b in enumerate((registered, checked))
+    ]
+    path = jupyter_lab.write_notebook("executed.ipynb", nb)
+    on_disk = path.read_bytes()
+    lab_page.open("executed.ipynb")
+    chips = lab_page.cell(1).locator(".jp-llmops-lineage-output summary")
+    chips.wait_for()
+    verdict = chips.locator(".jp-llmops-verdict-chip")
+    assert verdict.locator(".jp-llmops-chip-value").text_content() == "degraded"
+    assert "jp-llmops-tone-bad" in verdict.get_attribute("class")
+    assert "registered" in lab_page.cell(0).locator(".jp-llmops-lineage-output summary").inner_text()
+    panel = open_panel(lab_page)
+    origin = panel.locator(".jp-llmops-panel-origin")
+    origin.wait_for()
+    assert "kernel state" not in origin.inner_text() and "as saved with cell [21]" in origin.inner_text()
+    assert "registered model chat/2 · challenger -> 2" in panel.inner_text()
+    time.sleep(3)  # past the sync's deferred scans
+    tab = lab_page.page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab", has_text="executed.ipynb")
+    assert "jp-mod-dirty" not in (tab.get_attribute("class") or "")
+    assert path.read_bytes() == on_disk

@@ -2,7 +2,17 @@
  * The badge row under a cell: prompt and model versions, status, a link to the
  * MLflow run; a click expands the details. Render only: data in, element out.
  */
-import { LineageRecord, runUrl, versionLabel } from '../lineage';
+import {
+  LineageRecord,
+  RegistryAction,
+  Tone,
+  aliasText,
+  cellVerdicts,
+  namedByRegistry,
+  runUrl,
+  verdictTone,
+  versionLabel
+} from '../lineage';
 import { fmtSeconds, h, shortDigest, table } from './dom';
 
 export interface BadgeOptions {
@@ -34,22 +44,58 @@ function runLinks(record: LineageRecord, base: string): HTMLElement[] {
   });
 }
 
+/** Chip classes per tone; `ok`/`error` reuse the status colours (green / warning). */
+const TONE_KIND: Record<Tone, string> = { good: 'ok', bad: 'error', neutral: 'neutral' };
+
+/** A verdict chip: the verdict itself, coloured by what it means. */
+function verdictChip(check: string, verdict: string, title: string): HTMLElement {
+  const tone = verdictTone(verdict);
+  const el = chip(TONE_KIND[tone], check, verdict || '?', title);
+  el.classList.add('jp-llmops-verdict-chip', `jp-llmops-tone-${tone}`);
+  el.dataset.tone = tone;
+  return el;
+}
+
+function registryChip(a: RegistryAction, short: boolean): HTMLElement {
+  if (a.action === 'alias') {
+    const value = aliasText(a, short);
+    return chip('alias', 'alias', value, `${a.kind} ${a.name}@${a.alias}`);
+  }
+  return chip(
+    `registry jp-llmops-chip-${a.action}`,
+    a.action,
+    `${a.kind} ${a.name} ${versionLabel(a.version)}`
+  );
+}
+
 /** The always-visible summary line of chips. */
 export function badgeSummary(record: LineageRecord, base: string): HTMLElement[] {
   const chips: HTMLElement[] = [];
-  const ok = record.status === 'ok';
-  chips.push(
-    chip(
-      ok ? 'ok' : 'error',
-      ok ? '✓' : '✗',
-      ok ? 'ok' : `error${record.error_type ? ` ${record.error_type}` : ''}`
-    )
+  const verdicts = cellVerdicts(record);
+  if (record.status !== 'ok') {
+    chips.push(chip('error', '✗', `error${record.error_type ? ` ${record.error_type}` : ''}`));
+  } else if (!verdicts.length) {
+    // "ok" says the cell ran; a cell with a verdict shows the verdict instead.
+    chips.push(chip('ok', '✓', 'ok'));
+  }
+  for (const v of verdicts) {
+    chips.push(verdictChip(v.check, v.verdict, `${v.check} ${v.name}: ${v.verdict}`));
+  }
+  const registered = new Set(
+    record.registry.filter(a => a.action === 'registered').map(a => `${a.kind}\n${a.name}`)
   );
+  for (const a of record.registry) {
+    chips.push(registryChip(a, registered.has(`${a.kind}\n${a.name}`)));
+  }
   for (const p of record.prompts) {
-    chips.push(chip('prompt', 'prompt', `${p.name} ${versionLabel(p.version)}`, p.digest));
+    if (!namedByRegistry(record, 'prompt', p)) {
+      chips.push(chip('prompt', 'prompt', `${p.name} ${versionLabel(p.version)}`.trim(), p.digest));
+    }
   }
   for (const m of record.models) {
-    chips.push(chip('model', 'model', `${m.name} ${versionLabel(m.version)}`, m.digest));
+    if (!namedByRegistry(record, 'model', m)) {
+      chips.push(chip('model', 'model', `${m.name} ${versionLabel(m.version)}`.trim(), m.digest));
+    }
   }
   const drifted = record.pins.filter(p => p.drift);
   if (drifted.length) {
@@ -61,9 +107,6 @@ export function badgeSummary(record: LineageRecord, base: string): HTMLElement[]
         drifted.map(p => p.message || `${p.name}@${p.alias}`).join('\n')
       )
     );
-  }
-  for (const s of record.shadow) {
-    chips.push(chip('shadow', 'shadow', `${s.name}: ${s.verdict}`));
   }
   chips.push(...runLinks(record, base));
   return chips;

@@ -2,7 +2,7 @@
  * The LLMOps side panel's content: pins with drift warnings, the cells carrying
  * lineage, recent shadow verdicts, links into the MLflow UI. Render only.
  */
-import { mlflowBase, runUrl, versionLabel, oneLine } from '../lineage';
+import { mlflowBase, oneLine, runUrl, verdictTone, versionLabel } from '../lineage';
 import { CellLineage, PinState, ShadowEntry } from '../model';
 import { h, shortDigest } from './dom';
 
@@ -12,6 +12,8 @@ export interface PanelData {
   cells: CellLineage[];
   shadows: ShadowEntry[];
   mlflowBase: string;
+  /** Which setting gave the base: shown so a user knows the one to change. */
+  mlflowOrigin?: 'lab setting' | 'kernel' | 'default';
 }
 
 export interface PanelActions {
@@ -31,7 +33,9 @@ function pinsSection(state: PinState | null, actions: PanelActions): HTMLElement
   if (!state || !state.pins.length) {
     return section('Pins', empty('No pins in force. Pin one with %llm_pin prompt NAME@ALIAS.'));
   }
-  const where = state.executionCount !== null ? ` as of cell [${state.executionCount}]` : '';
+  const cell = state.executionCount !== null ? `cell [${state.executionCount}]` : 'a cell';
+  // Saved lineage is what the notebook held when saved, not what this kernel has in force.
+  const origin = state.live ? `kernel state as of ${cell}` : `as saved with ${cell}`;
   const items = state.pins.map(p =>
     h(
       'li',
@@ -70,7 +74,7 @@ function pinsSection(state: PinState | null, actions: PanelActions): HTMLElement
         href: '#',
         onclick: ev => (ev.preventDefault(), actions.revealCell(state.cellKey))
       },
-      `kernel state${where}`
+      origin
     )
   );
 }
@@ -119,7 +123,11 @@ function shadowSection(shadows: ShadowEntry[], base: string, actions: PanelActio
       ' ',
       h(
         'span',
-        { class: `jp-llmops-verdict jp-llmops-verdict-${s.verdict.replace(/[^a-z0-9_-]/gi, '')}` },
+        {
+          class:
+            `jp-llmops-verdict jp-llmops-verdict-${s.verdict.replace(/[^a-z0-9_-]/gi, '')} ` +
+            `jp-llmops-tone-${verdictTone(s.verdict)}`
+        },
         s.verdict
       ),
       url ? h('a', { class: 'jp-llmops-run', href: url, title: s.run_id }, ' ↗') : null
@@ -127,6 +135,12 @@ function shadowSection(shadows: ShadowEntry[], base: string, actions: PanelActio
   });
   return section('Shadow comparisons', h('ul', { class: 'jp-llmops-shadow-list' }, ...items));
 }
+
+const ORIGIN_NOTE = {
+  kernel: "from the kernel's ui_url",
+  'lab setting': 'from Settings > LLMOps (overrides the kernel)',
+  default: "default: set the kernel's ui_url (%config LlmopsMagics.ui_url = ...)"
+} as const;
 
 /** The whole panel body. */
 export function renderPanel(data: PanelData, actions: PanelActions): HTMLElement {
@@ -149,6 +163,9 @@ export function renderPanel(data: PanelData, actions: PanelActions): HTMLElement
     shadowSection(data.shadows, data.mlflowBase, actions),
     section(
       'MLflow',
+      base && data.mlflowOrigin
+        ? h('p', { class: 'jp-llmops-panel-empty' }, ORIGIN_NOTE[data.mlflowOrigin])
+        : null,
       base
         ? h(
             'a',

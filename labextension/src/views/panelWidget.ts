@@ -33,7 +33,8 @@ export class LlmopsPanel extends Widget {
           pins: key ? this._model.pins(key) : null,
           cells: key ? this._model.cells(key) : [],
           shadows: key ? this._model.shadows(key) : [],
-          mlflowBase: this._model.links.base
+          mlflowBase: this._model.links.base,
+          mlflowOrigin: this._model.links.origin
         },
         this._actions
       )

@@ -25,6 +25,14 @@ def _label_ref(label: str, digest: str | None = None) -> dict:
     return _ref(name, version or None, digest)
 
 
+def _action(action: str, kind: str, name: str, **fields) -> dict:
+    """One piece of registry work: ``registered`` / ``pinned`` a version, or an ``alias`` move."""
+    item = {"action": action, "kind": kind, "name": name, "version": None, "alias": None, "from": None, "to": None}
+    item.update(fields)
+    item["version"] = _str(item["version"])
+    return item
+
+
 def _add(items: list, item: dict) -> None:
     if item not in items:
         items.append(item)
@@ -36,6 +44,8 @@ class _Cell:
     def __init__(self):
         self.prompts, self.models, self.runs, self.tables = [], [], [], []
         self.shadow, self.checks, self.aliases = [], [], []
+        # Registry work in the order it happened: what the summary and the badges name.
+        self.registry: list[dict] = []
         self.tokens = {"prompt": 0, "completion": 0}
         self.latency: float | None = None
 
@@ -57,13 +67,18 @@ class _Cell:
                 self.latency = (self.latency or 0.0) + float(e.latency_s)
         elif isinstance(e, ev.PromptRegistered):
             _add(self.prompts, _ref(e.name, e.version, e.digest))
+            _add(self.registry, _action("registered", "prompt", e.name, version=e.version))
         elif isinstance(e, ev.ModelRegistered):
             _add(self.models, {**_ref(e.name, e.version, e.digest), "backend": None})
+            _add(self.registry, _action("registered", "model", e.name, version=e.version))
         elif isinstance(e, ev.Pinned):
             # A pin is a use of that exact version from this cell on.
             _add(self.prompts if e.registry == "prompt" else self.models, _ref(e.name, e.version, e.digest))
+            _add(self.registry, _action("pinned", e.registry, e.name, version=e.version, alias=e.alias))
         elif isinstance(e, ev.AliasMoved):
             _add(self.aliases, {"kind": e.registry, "name": e.name, "alias": e.alias, "from": e.from_, "to": e.to})
+            moved = {"from": _str(e.from_), "to": _str(e.to)}
+            _add(self.registry, _action("alias", e.registry, e.name, alias=e.alias, **moved))
         elif isinstance(e, ev.ShadowRan):
             self.run(e, e.run_id)
             if e.prompt:  # "name/version" of the registered prompt both sides ran under
@@ -102,6 +117,7 @@ def derive(records: list[dict]) -> dict:
         "shadow": cell.shadow,
         "adapter_checks": cell.checks,
         "aliases": cell.aliases,
+        "registry": cell.registry,
         "tokens": cell.tokens,
         "latency_s": cell.latency,
         "summary": _summary(cell),
@@ -116,9 +132,36 @@ def _version(v) -> str:
     return f"v{v}" if v is not None else "new"
 
 
+def alias_text(move: dict, *, short: bool = False) -> str:
+    """An alias move as people say it: ``chat@champion 1 -> 2``, ``challenger -> 2`` (``short``:
+    the cell registered that name, so the alias alone is clear), ``chat@old unset (was 1)``."""
+    target = move["alias"] if short else f"{move['name']}@{move['alias']}"
+    if move.get("to") is None:
+        return f"{target} unset" + (f" (was {move['from']})" if move.get("from") is not None else "")
+    if move.get("from") is None or str(move["from"]) == str(move["to"]):
+        return f"{target} -> {move['to']}"
+    return f"{target} {move['from']} -> {move['to']}"
+
+
+def registry_text(actions: list[dict]) -> list[str]:
+    """Registry work as summary parts: ``registered model chat/2``, ``challenger -> 2``,
+    ``pinned prompt summarize/1``."""
+    registered = {(a["kind"], a["name"]) for a in actions if a["action"] == "registered"}
+    parts = []
+    for a in actions:
+        if a["action"] == "alias":
+            parts.append(alias_text(a, short=(a["kind"], a["name"]) in registered))
+        else:
+            parts.append(f"{a['action']} {a['kind']} {_label(a)}")
+    return parts
+
+
 def _summary(cell: _Cell) -> str:
-    parts = [f"prompt {_label(p)}" for p in cell.prompts] + [f"model {_label(m)}" for m in cell.models]
-    parts += [f"alias {a['name']}@{a['alias']} {a['from'] or '-'}→{a['to']}" for a in cell.aliases]
+    # A version the cell registered or pinned is named once, by what was done to it.
+    done = {(a["kind"], a["name"], a["version"]) for a in cell.registry if a["action"] != "alias"}
+    parts = registry_text(cell.registry)
+    parts += [f"prompt {_label(p)}" for p in cell.prompts if ("prompt", p["name"], p["version"]) not in done]
+    parts += [f"model {_label(m)}" for m in cell.models if ("model", m["name"], m["version"]) not in done]
     parts += [f"shadow {s['name']} {s['verdict']}" for s in cell.shadow]
     parts += [f"adapter {c['adapter']} {c['verdict']}" for c in cell.checks]
     parts += [f"table {t['table']} {_version(t['version_before'])}→v{t['version_after']}" for t in cell.tables]

@@ -22,6 +22,7 @@ from pathlib import Path
 from ...config import settings
 from ...errors import LlmopsError
 from .. import events, tracking
+from ..paths import shown_path
 from ..tracking.redact import first_line, redact, redact_obj, secret_env_values
 from .derive import derive
 from .render import record_html, record_text
@@ -97,8 +98,11 @@ class LineageRecord:
             "shadow": d["shadow"],
             "adapter_checks": d["adapter_checks"],
             "aliases": d["aliases"],
+            "registry": d["registry"],
             "events": self.events,
             "summary": d["summary"],
+            # Where this kernel's MLflow UI is: the lab links there unless its own setting says otherwise.
+            "ui_url": settings().ui_url or None,
         }
 
     def text_line(self) -> str:
@@ -129,7 +133,8 @@ class LineageRecorder:
         self, home: Path | None = None, *, notebook: str | None = None, fsync: str | None = None, ship: bool = True
     ):
         self.session_id = uuid.uuid4().hex
-        self.notebook = notebook
+        # Records travel (MLflow, OpenLineage, saved outputs): the notebook as people share its path.
+        self.notebook = shown_path(notebook) if notebook else notebook
         self.home = Path(home) if home is not None else settings().home
         fsync = fsync or os.environ.get("LLMOPS_LINEAGE_FSYNC") or "background"
         self.spool = Spool(spool_dir(self.home), self.session_id, fsync=fsync)

@@ -29,6 +29,7 @@ from pathlib import Path
 from ...config import Settings, settings
 from ...errors import TrackingError
 from .. import tracking
+from ..paths import shown_path
 from .derive import derive
 from .spool import Spool, mark_acked, pending, problem
 
@@ -87,7 +88,8 @@ def _session_run(client, exp_id: str, record: dict) -> str:
     found = client.search_runs([exp_id], filter_string=f"tags.`{SESSION_TAG}` = '{sid}'", max_results=1)
     if found:
         return found[0].info.run_id
-    notebook = record.get("notebook") or ""
+    # Older spools hold the absolute path JupyterLab gave the kernel.
+    notebook = shown_path(record.get("notebook") or "")
     name = f"lineage · {Path(notebook).name if notebook else 'session'} · {sid[:8]}"
     tags = {
         SESSION_TAG: sid,
@@ -126,43 +128,47 @@ def _existing(client, cfg: Settings, run_id: str) -> dict[str, dict]:
     return _known[key]
 
 
+# What a person reads first in the run's table; the rest follows for tools and audits.
+_LEAD = ("cell", "status", "summary", "source", "duration_s")
+_REST = (
+    "started",
+    "runs",
+    "prompt_tokens",
+    "completion_tokens",
+    "error_type",
+    "cell_id",
+    "source_digest",
+    "record_id",
+)
+# Columns that say nothing in most sessions: left out when no row fills them.
+_SPARSE = {"error_type", "cell_id", "runs", "prompt_tokens", "completion_tokens"}
+
+
+def _row(r: dict) -> dict:
+    d = derive(r.get("events") or [])
+    source = (r.get("source") or "").strip()
+    return {
+        "cell": r.get("execution_count"),
+        "status": r.get("status") if r.get("status") != "error" else f"error: {r.get('error_type') or ''}".strip(),
+        "summary": d["summary"],
+        "source": source[:2000],
+        "duration_s": r.get("duration_s"),
+        "started": r.get("started"),
+        "runs": " ".join(x["run_id"] for x in d["runs"]),
+        "prompt_tokens": d["tokens"]["prompt"] or None,
+        "completion_tokens": d["tokens"]["completion"] or None,
+        "error_type": r.get("error_type"),
+        "cell_id": r.get("cell_id"),
+        "source_digest": r.get("source_digest"),
+        "record_id": r.get("record_id"),
+    }
+
+
 def _table(records: list[dict]) -> dict:
-    columns = [
-        "execution_count",
-        "cell_id",
-        "status",
-        "error_type",
-        "started",
-        "duration_s",
-        "summary",
-        "runs",
-        "prompt_tokens",
-        "completion_tokens",
-        "source",
-        "source_digest",
-        "record_id",
-    ]
-    rows = []
-    for r in records:
-        d = derive(r.get("events") or [])
-        rows.append(
-            [
-                r.get("execution_count"),
-                r.get("cell_id"),
-                r.get("status"),
-                r.get("error_type"),
-                r.get("started"),
-                r.get("duration_s"),
-                d["summary"],
-                " ".join(x["run_id"] for x in d["runs"]),
-                d["tokens"]["prompt"],
-                d["tokens"]["completion"],
-                (r.get("source") or "")[:2000],
-                r.get("source_digest"),
-                r.get("record_id"),
-            ]
-        )
-    return {"columns": columns, "data": rows}
+    """``lineage/cells.json``: one row per cell, led by what a person scans for."""
+    rows = [_row(r) for r in records]
+    columns = [*_LEAD] + [c for c in _REST if c not in _SPARSE or any(row[c] not in (None, "") for row in rows)]
+    return {"columns": columns, "data": [[row[c] for c in columns] for row in rows]}
 
 
 def _ship_session(client, cfg: Settings, exp_id: str, records: list[dict]) -> tuple[str, int]:
