@@ -122,3 +122,41 @@ def record_events():
     yield start
     for listen in listeners:
         events.unsubscribe(listen)
+
+
+class ExecutedNotebook:
+    """A notebook of notebooks/ executed by nbclient in a copy of the folder, with its own
+    embedded home, as a new user's `make demo` leaves it."""
+
+    def __init__(self, source: Path, folder: Path):
+        self.source = source
+        self.folder = folder  # the copy of notebooks/ it ran in (its working directory)
+        self.home = folder.parent / ".llmops"
+        self.path = folder / f"executed-{source.name}"
+        self.nb = None
+
+    def run(self, timeout: int = 900) -> ExecutedNotebook:
+        import shutil
+
+        from llmops_magics.core.notebooks import run_notebook
+
+        shutil.copytree(self.source.parent, self.folder)
+        old = os.environ.get("LLMOPS_HOME")
+        os.environ["LLMOPS_HOME"] = str(self.home)  # the kernel inherits it at start
+        try:
+            self.nb = run_notebook(self.folder / self.source.name, self.path, cwd=self.folder, timeout=timeout)
+        finally:
+            if old is None:
+                os.environ.pop("LLMOPS_HOME", None)
+            else:
+                os.environ["LLMOPS_HOME"] = old
+        return self
+
+
+@pytest.fixture(scope="session")
+def executed_quickstart(tmp_path_factory) -> ExecutedNotebook:
+    """notebooks/quickstart.ipynb executed once per test session (a few minutes on CPU):
+    test_notebooks checks what it shows, the UI tests open it in JupyterLab."""
+    return ExecutedNotebook(
+        ROOT / "notebooks" / "quickstart.ipynb", tmp_path_factory.mktemp("quickstart") / "notebooks"
+    ).run()

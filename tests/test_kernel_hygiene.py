@@ -91,13 +91,15 @@ def test_first_vllm_cell_of_a_real_kernel_shows_no_engine_output(tmp_path, monke
         for noise in ENGINE_NOISE:
             assert noise not in text, f"engine output in the cell: {text[:300]!r}"
     kinds = [k for k, _ in first]
-    widgets = [t for k, t in first if "application/vnd.jupyter.widget-view+json" in k]
-    assert len(widgets) == 1 and "vLLM engine for default" in widgets[0], "one status line of ours"
+    # Our status line and bar are saved finished (one line of text each), never as "0%|".
+    lines = [t for k, t in first if k == "text/plain" and "engine for default" in t]
+    assert len(lines) == 1 and "vLLM engine for default ready" in lines[0], "one finished status line of ours"
     answer = next(t for k, t in first if "text/html" in k)
     assert "Paris" in answer and re.search(r"\((float32|bfloat16|float16), (cpu|cuda)\)", answer)
     assert sum("application/vnd.llmops.lineage+json" in k for k in kinds) == 1
-    bars = [t for k, t in second if "application/vnd.jupyter.widget-view+json" in k]
-    assert len(bars) == 1 and "generating with default" in bars[0], "one progress bar of ours, not vLLM's"
+    bars = [t for k, t in second if k == "text/plain" and t.startswith("generating with default")]
+    assert len(bars) == 1 and "2/2" in bars[0], "one progress bar of ours (not vLLM's), saved finished"
+    assert not any("0%|" in t for _, t in first + second)
     # The kernel's own console (its TCP warning) went to a log beside the output, not here.
     assert (tmp_path / "quiet.out.kernel.log").is_file()
 

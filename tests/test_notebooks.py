@@ -84,8 +84,12 @@ EXPECTED = {
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_notebook_runs_and_shows_results(path, workdir):
-    executed = run_notebook(workdir / path.name, workdir / f"executed-{path.name}", cwd=workdir, timeout=900)
+def test_notebook_runs_and_shows_results(path, request):
+    if path.name == "quickstart.ipynb":
+        executed = request.getfixturevalue("executed_quickstart").nb  # shared with the UI tests
+    else:
+        workdir = request.getfixturevalue("workdir")
+        executed = run_notebook(workdir / path.name, workdir / f"executed-{path.name}", cwd=workdir, timeout=900)
     outputs = _outputs_by_tag(executed)
     for tag, needle in EXPECTED.get(path.name, []):
         assert tag in outputs, f"{path.name} has no cell tagged {tag}"

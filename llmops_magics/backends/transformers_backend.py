@@ -9,6 +9,7 @@ from pathlib import Path
 from ..errors import BackendUnavailable, GenerationError
 from .base import Adapter, EngineKey, GenerationRequest, GenerationResult, Sampling, default_dtype, dtype_name
 from .engine_logs import quiet_libraries
+from .progress import progress_bar
 
 # The engine arguments transformers understands; vLLM-only ones (enforce_eager, ...) in
 # the shared ``engine_args`` setting do not change a transformers engine.
@@ -83,14 +84,12 @@ class TransformersGenerator:
         return contextlib.nullcontext()
 
     def generate(self, requests: Sequence[GenerationRequest], *, progress: str | None = None) -> list[GenerationResult]:
-        from tqdm.auto import tqdm
-
         results: list[GenerationResult | None] = [None] * len(requests)
         # Batches group requests sharing an adapter and sampling, in request order.
         groups: dict[tuple, list[int]] = {}
         for i, r in enumerate(requests):
             groups.setdefault((r.adapter, r.sampling), []).append(i)
-        bar = tqdm(total=len(requests), desc=progress, disable=not progress)
+        bar = progress_bar(total=len(requests), desc=progress, disable=not progress)
         for (adapter, sampling), idx in groups.items():
             for start in range(0, len(idx), self.batch_size):
                 chunk = idx[start : start + self.batch_size]

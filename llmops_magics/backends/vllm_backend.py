@@ -14,6 +14,7 @@ from pathlib import Path
 from ..errors import BackendUnavailable, GenerationError
 from .base import Adapter, EngineKey, GenerationRequest, GenerationResult, Sampling, default_dtype, dtype_name
 from .engine_logs import bar_target, engine_output
+from .progress import progress_bar
 
 # Engine defaults chosen for notebooks: a short context keeps the KV cache small and
 # eager mode starts in ~50 s instead of ~140 s (torch.compile) on CPU. The dtype
@@ -219,22 +220,14 @@ def _one_bar(desc: str, console):
     with its own speed estimate): only the one that counts finished requests is shown,
     under our description, without vLLM's postfix.
     """
-    from tqdm.auto import tqdm
-
-    class _Bar(tqdm):
-        @property
-        def postfix(self):
-            return None
-
-        @postfix.setter
-        def postfix(self, _value):
-            pass
 
     def make(*args, **kwargs):
         if kwargs.get("desc") != "Processed prompts":
-            return tqdm(*args, **{**kwargs, "disable": True})
+            return progress_bar(*args, **{**kwargs, "disable": True})
         kwargs.pop("postfix", None)
-        return _Bar(*args, **{**kwargs, "desc": desc, "dynamic_ncols": False, **bar_target(console)})
+        return progress_bar(
+            *args, **{**kwargs, "desc": desc, "dynamic_ncols": False, **bar_target(console)}, postfix=False
+        )
 
     return make
 

@@ -24,16 +24,17 @@ class AliasCommand:
     name: str
     alias: str | None = None
     version: str | None = None
+    run_id: str | None = None
 
     @classmethod
     def from_args(cls, args) -> AliasCommand:
         if args.history:
-            if args.version is not None:
+            if args.version is not None or args.run is not None:
                 raise UsageError("--history takes KIND NAME [ALIAS], e.g. %llm_alias --history prompt summarize")
             return cls("history", args.kind, args.name, args.alias)
         if args.alias is None or args.version is None:
             raise UsageError(f"give ALIAS and VERSION, e.g. %llm_alias {args.kind} {args.name} production 4")
-        return cls("move", args.kind, args.name, args.alias, args.version)
+        return cls("move", args.kind, args.name, args.alias, args.version, args.run)
 
 
 @magics_class
@@ -46,6 +47,7 @@ class AliasMagics(Magics):
     @argument("alias", nargs="?", default=None, help="Alias to move (e.g. production).")
     @argument("version", nargs="?", default=None, help="Version the alias points to after the move.")
     @argument("--history", action="store_true", help="Show who moved which alias, when, from and to.")
+    @argument("--run", default=None, help="The MLflow run that justifies the move (shown in the history).")
     @line_magic
     @user_errors
     def llm_alias(self, line):
@@ -53,7 +55,7 @@ class AliasMagics(Magics):
         cmd = parse_command(self.llm_alias, line, AliasCommand)
         if cmd.kind == "history":
             return alias_history(cmd.target, cmd.name, cmd.alias)
-        moved = move_alias(cmd.target, cmd.name, cmd.alias, cmd.version)
+        moved = move_alias(cmd.target, cmd.name, cmd.alias, cmd.version, run_id=cmd.run_id)
         if moved is None:
             return Note(f"{cmd.target} {cmd.name}: {cmd.alias} already points to {cmd.version}; nothing moved")
         return moved

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 
+from ..core import tracking
 from ..core.lineage import record as lineage
 
 _hooks: dict = {}
@@ -46,6 +47,10 @@ def install(shell, *, fsync: str | None = None) -> lineage.LineageRecorder | Non
 
     def pre(info):
         try:
+            # Runs this cell writes name it as their source. IPython has counted the cell
+            # already when it stores history, so the cell's own number is one less.
+            count = shell.execution_count - (1 if getattr(info, "store_history", True) else 0)
+            tracking.set_source(_notebook(shell), count)
             rec.begin_cell(info.raw_cell, getattr(info, "cell_id", None))
         except Exception as e:
             _warn(e)

@@ -2,8 +2,10 @@
 
 ``shadow_plots(result)`` builds one figure per question (how similar are the answers,
 did lengths change, which side is slower, what did each check say, what did reviewers
-prefer) and a dashboard of all five for the notebook; ``export_html(path)`` writes a
-self-contained page (plotly.js inlined once) that opens offline.
+prefer) and a dashboard for the notebook of the panels that have something to show: no
+tally before anyone voted, no latency chart when each side has one latency (a batch's),
+which the summary table states instead; ``export_html(path)`` writes a self-contained
+page (plotly.js inlined once) that opens offline.
 """
 
 from __future__ import annotations
@@ -97,6 +99,36 @@ def _panel_traces(result, tally) -> dict[str, tuple[list, dict]]:
     }
 
 
+def _spread(values: list) -> bool:
+    return len({round(float(v), 6) for v in values}) > 1
+
+
+def _shown_panels(result, tally, panels: dict) -> list[str]:
+    """The panels worth a place in the dashboard: each has data, and a chart of it says
+    more than a number would."""
+    shown = []
+    for name in PANELS:
+        traces = panels[name][0]
+        if name == "review":
+            has = tally is not None and tally.reviewed > 0
+        elif name == "latency":
+            has = any(_spread(_col(result.rows, f"{side}_latency_s")) for side in ("primary", "candidate"))
+        else:
+            has = any(len(getattr(t, "x", None) or getattr(t, "y", None) or ()) for t in traces)
+        if has:
+            shown.append(name)
+    return shown
+
+
+def _latency_text(result) -> str | None:
+    parts = []
+    for side in ("primary", "candidate"):
+        values = _col(result.rows, f"{side}_latency_s")
+        if values:
+            parts.append(f"{side} {sum(values) / len(values):.2f} s")
+    return " · ".join(parts) or None
+
+
 def _review_title(tally) -> str:
     if tally is None or tally.reviewed == 0:
         return "Review tally: no verdicts yet (open result.review())"
@@ -112,13 +144,16 @@ class ShadowPlots:
     figures : dict of str to plotly Figure
         ``similarity``, ``length_ratio``, ``latency``, ``checks``, ``review``.
     dashboard : plotly Figure
-        All five panels in one figure (what the notebook shows).
+        The panels that have data, in one figure (what the notebook shows).
+    panels : list of str
+        Which of ``figures`` the dashboard shows.
     """
 
     title: str
     figures: dict[str, go.Figure]
     dashboard: go.Figure
     summary: list[list] = field(default_factory=list)
+    panels: list[str] = field(default_factory=lambda: list(PANELS))
 
     def export_html(self, path) -> Path:
         """Write every figure to one static HTML file (plotly.js inlined, opens offline)."""
@@ -179,18 +214,25 @@ def shadow_plots(result, *, review: bool = True, seed: int = 0) -> ShadowPlots:
     _length_band(figures["length_ratio"], result)
     figures["checks"].update_xaxes(categoryorder="array", categoryarray=list(VERDICT_COLOURS))
 
+    shown = _shown_panels(result, tally, panels)
+    cols = 2 if len(shown) > 1 else 1
+    rows = max(1, -(-len(shown) // cols))
     dash = make_subplots(
-        rows=3, cols=2, subplot_titles=[TITLES[p] for p in PANELS], vertical_spacing=0.1, horizontal_spacing=0.12
+        rows=rows,
+        cols=cols,
+        subplot_titles=[TITLES[p] for p in shown] or None,
+        vertical_spacing=0.3 / rows,
+        horizontal_spacing=0.12,
     )
-    for i, name in enumerate(PANELS):
-        r, c = divmod(i, 2)
+    for i, name in enumerate(shown):
+        r, c = divmod(i, cols)
         for trace in panels[name][0]:
             dash.add_trace(trace, row=r + 1, col=c + 1)
     dash.update_layout(
         title=f"shadow {result.name}: {result.label}",
         barmode="overlay",
         template="plotly_white",
-        height=950,
+        height=120 + 300 * rows,
         showlegend=True,
     )
     title = f"shadow {result.name}: {result.primary} (primary) vs {result.candidate} (candidate)"
@@ -200,7 +242,10 @@ def shadow_plots(result, *, review: bool = True, seed: int = 0) -> ShadowPlots:
         ["differing", len(result.differing_cases)],
         ["review", tally.text() if tally else "not read"],
     ]
-    return ShadowPlots(title, figures, dash, summary)
+    latency = _latency_text(result)
+    if latency and "latency" not in shown:
+        summary.append(["latency (mean)", latency])
+    return ShadowPlots(title, figures, dash, summary, shown)
 
 
 def _length_band(fig: go.Figure, result) -> None:

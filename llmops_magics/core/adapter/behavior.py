@@ -28,6 +28,7 @@ from importlib import resources
 from pathlib import Path
 
 from ...backends.base import Adapter
+from ...backends.progress import progress_bar
 from ...config import Settings, settings
 from ...errors import BadInput
 from ..generation.digests import adapter_digest, folder_digest
@@ -253,12 +254,10 @@ def behavior_check(
         raise BadInput(f"--backend must be vllm or transformers for the behavioral check, got {backend!r}")
     if max_new_tokens < 1:
         raise BadInput(f"max_new_tokens must be at least 1, got {max_new_tokens}")
-    from tqdm.auto import tqdm
-
     adapter = Adapter(Path(adapter_path).name, str(adapter_path))
     same_base = old_base_path is None or Path(old_base_path).resolve() == Path(base_path).resolve()
     steps = 4 if same_base else 8
-    bar = tqdm(total=steps, desc=f"adapter check: {len(probes)} probes")
+    bar = progress_bar(total=steps, desc=f"adapter check: {len(probes)} probes")
     res = BehaviorResult(backend=backend)
     res.per_probe["probe"] = list(probes)
     old = None

@@ -16,22 +16,32 @@ from ...config import Settings, settings
 from ...errors import BadInput, TrackingError
 from .. import events, options, tracking
 from ..generation.resolve import resolve_model
+from ..paths import shown_path
 from .behavior import behavior_check, load_probes, write_behavior_traces
 from .report import AdapterReport, Finding
 from .static import adapter_config, static_check
 
 
-def _resolve_adapter(ref: str, cfg: Settings) -> tuple[Path, str | None]:
-    """The adapter folder and, when known locally, the base it was trained on."""
+def _resolve_adapter(ref: str, cfg: Settings, used: list | None = None) -> tuple[Path, str | None]:
+    """The adapter folder and, when known locally, the base it was trained on; a registered
+    adapter's version is added to ``used``."""
     path = Path(ref).expanduser()
     if path.exists() or "/" in ref or ref.startswith("."):
         acfg = adapter_config(path)
         trained_on = acfg.get("base_model_name_or_path") or ""
         return path.resolve(), (trained_on if trained_on and Path(trained_on).is_dir() else None)
-    resolved = resolve_model(ref, cfg=cfg)
+    resolved = _resolved(ref, cfg, used)
     if resolved.adapter is None:
         raise BadInput(f"{ref} is a base model, not an adapter: give an adapter folder or a registered adapter")
     return Path(resolved.adapter.path), resolved.base_path
+
+
+def _resolved(ref: str, cfg: Settings, used: list | None):
+    """``resolve_model(ref)``, noting a registered version in ``used`` (the run links it)."""
+    resolved = resolve_model(ref, cfg=cfg)
+    if used is not None and resolved.version:
+        used.append((resolved.name, resolved.version))
+    return resolved
 
 
 def _digest(paths: list[Path], cfg: Settings) -> str:
@@ -95,17 +105,18 @@ def check_adapter(
     checked = options.check(max_lora_rank=max_lora_rank, max_new_tokens=max_new_tokens)
     max_lora_rank, max_new_tokens = checked["max_lora_rank"], checked["max_new_tokens"]
     backend = _behavior_backend(backend, cfg)
-    adapter_path, trained_on = _resolve_adapter(adapter, cfg)
-    base_path = Path(resolve_model(base, cfg=cfg).base_path)
+    used: list = []  # registered versions the check reads: its run links them
+    adapter_path, trained_on = _resolve_adapter(adapter, cfg, used)
+    base_path = Path(_resolved(base, cfg, used).base_path)
     old_path = (
-        Path(resolve_model(old_base, cfg=cfg).base_path) if old_base else (Path(trained_on) if trained_on else None)
+        Path(_resolved(old_base, cfg, used).base_path) if old_base else (Path(trained_on) if trained_on else None)
     )
     probe_list = load_probes(probes) if behavior else []
     result = static_check(adapter_path, base_path, old_base_dir=old_path, max_lora_rank=max_lora_rank, base_label=base)
     report = AdapterReport(
         adapter=adapter,
         base=base,
-        old_base=old_base or (str(old_path) if old_path else None),
+        old_base=old_base or (shown_path(old_path, cfg=cfg) if old_path else None),
         findings=list(result.findings),
         static=result.stats,
     )
@@ -128,7 +139,7 @@ def check_adapter(
     if log:
         report.digests = _digests(adapter_path, base_path, old_path, cfg)
         try:
-            report.run_id = _log(report, max_lora_rank, cfg, started, time.time())
+            report.run_id = _log(report, max_lora_rank, cfg, started, time.time(), models=used)
         except TrackingError as e:  # the report stands; the run waits in the home
             report.warnings.append(str(e))
             report.run_key = getattr(e, "key", None)
@@ -163,7 +174,7 @@ def _digests(adapter_path: Path, base_path: Path, old_path: Path | None, cfg: Se
     return out
 
 
-def _log(report: AdapterReport, max_lora_rank: int, cfg: Settings, started: float, ended: float) -> str:
+def _log(report: AdapterReport, max_lora_rank: int, cfg: Settings, started: float, ended: float, models=()) -> str:
     counts = {f"findings_{s}": len(report.by(severity=s)) for s in ("breaking", "warning", "info")}
     metrics = {k: v for k, v in report.metrics.items() if isinstance(v, (int, float))}
     return tracking.log_run(
@@ -175,10 +186,11 @@ def _log(report: AdapterReport, max_lora_rank: int, cfg: Settings, started: floa
             "llmops.base_digest": report.digests.get("base", ""),
             "llmops.old_base_digest": report.digests.get("old_base", ""),
         },
+        # Paths as people share them (relative to the notebook, ~/...); refs pass unchanged.
         params={
-            "adapter": report.adapter,
-            "base": report.base,
-            "old_base": report.old_base or "",
+            "adapter": shown_path(report.adapter, cfg=cfg),
+            "base": shown_path(report.base, cfg=cfg),
+            "old_base": shown_path(report.old_base, cfg=cfg) if report.old_base else "",
             "backend": report.backend or "",
             "max_lora_rank": max_lora_rank,
         },
@@ -192,4 +204,5 @@ def _log(report: AdapterReport, max_lora_rank: int, cfg: Settings, started: floa
         cfg=cfg,
         start_time=started,
         end_time=ended,
+        models=models,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from ..display import esc, html_table, run_link, text_table, warnings_block
+from ..paths import shown_text
 
 SEVERITIES = ("breaking", "warning", "info")
 VERDICTS = ("compatible", "breaking", "degraded", "no-effect")
@@ -144,15 +145,20 @@ class AdapterReport:
 
     def _repr_mimebundle_(self, include=None, exclude=None):
         headers = ["severity", "check", "subject", "expected", "found", "message"]
-        rows = [[f.severity, f.check, f.subject, f.expected, f.found, f.message] for f in self.findings]
-        title = f"adapter {self.adapter} on base {self.base}"
+        # A cell's output is shared with the notebook: folders as the notebook names them
+        # (relative, <home>/..., ~/...), never this machine's absolute paths.
+        rows = [
+            [f.severity, f.check, *(shown_text(str(x)) for x in (f.subject, f.expected, f.found, f.message))]
+            for f in self.findings
+        ]
+        title = shown_text(f"adapter {self.adapter} on base {self.base}")
         if self.old_base:
-            title += f" (was {self.old_base})"
+            title += f" (was {shown_text(str(self.old_base))})"
         text = f"{title}\n{self._summary()}\n\n" + (text_table(headers, rows) if rows else "no findings")
         if self.metrics:
             text += "\n\n" + text_table(["metric", "value"], self._metric_rows())
         link_text, link_html = run_link(self.run_id)
-        warn_text, warn_html = warnings_block(self.warnings)
+        warn_text, warn_html = warnings_block([shown_text(str(w)) for w in self.warnings])
         color = _COLORS.get(self.verdict, "inherit")
         html = (
             f"<div class='llmops-adapter-check'><div><b>{esc(title)}</b></div>"

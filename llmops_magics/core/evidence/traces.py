@@ -13,8 +13,7 @@ import json
 import re
 import time
 
-from tqdm.auto import tqdm
-
+from ...backends.progress import progress_bar
 from ...config import Settings
 from ...errors import BadInput
 from ..tracking import trace_read
@@ -94,7 +93,7 @@ def from_traces(
     exp_id = trace_read.experiment_named(experiment, cfg)
     found = []  # (order, item, scorer inputs, answer, model)
     no_request, no_answer, seen = [], [], 0
-    with tqdm(desc=f"reading traces of {experiment}", unit="trace", leave=False) as bar:
+    with progress_bar(desc=f"reading traces of {experiment}", unit="trace", leave=False) as bar:
         for trace in trace_read.read_traces(
             exp_id, filter_string=filter_string, since_ms=start, cfg=cfg, on_page=bar.update
         ):

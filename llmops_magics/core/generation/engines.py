@@ -21,8 +21,10 @@ from pathlib import Path
 from ...backends import openai_backend, transformers_backend, vllm_backend
 from ...backends.base import Generator
 from ...backends.engine_logs import bar_target, engine_output, route_engine_logs, tail
+from ...backends.progress import progress_bar
 from ...config import Settings, settings
 from ...errors import BackendUnavailable, BadInput
+from ..paths import shown_path
 
 # Re-entrant: get_engine holds it while an engine starts, and the start names the
 # engine and builds its key under the same lock.
@@ -249,14 +251,12 @@ def _rss() -> int | None:
 
 def _timed_start(what: str, label: str, choice: BackendChoice, cfg: Settings, start) -> Engine:
     """Start an engine with its output in its log and one ticking status line in the cell."""
-    from tqdm.auto import tqdm  # deferred: tqdm.auto loads the notebook widgets, needed only here
-
     name = _name(choice.backend, label)
     log_file = cfg.home / "logs" / "engines" / (re.sub(r"[^0-9A-Za-z_.-]+", "_", name) + ".log")
     done = threading.Event()
     rss0, t0 = _rss(), time.perf_counter()
     with engine_output(log_file, verbose=cfg.verbose) as console:
-        bar = tqdm(
+        bar = progress_bar(
             total=None, desc=f"starting {what} engine for {label}", bar_format="{desc} {elapsed}", **bar_target(console)
         )
 
@@ -293,7 +293,7 @@ def _with_tail(message: str, log_file: Path, name: str) -> str:
     if not lines:
         return message
     shown = "\n".join(f"    {line[:200]}" for line in lines)
-    return f"{message}\n  last lines of its log ({log_file}):\n{shown}"
+    return f"{message}\n  last lines of its log ({shown_path(log_file)}):\n{shown}"
 
 
 def release(generator: Generator) -> None:

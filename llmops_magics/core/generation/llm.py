@@ -11,6 +11,7 @@ from ...config import Settings, settings
 from ...errors import BadInput, TrackingError
 from .. import events, options, tracking
 from ..display import esc, html_table, run_link, text_table, warnings_block
+from ..paths import shown_path
 from ..registry.prompts import prompt_requests
 from ..registry.resolve import resolve_prompt
 from ..tracking import trace_write
@@ -249,7 +250,7 @@ def _messages(prompt: str, system: str | None) -> tuple[dict, ...]:
 
 
 def _log(result: LlmResult, system: str | None, cfg: Settings, started: float, ended: float) -> str:
-    s = result.sampling
+    s, m, template = result.sampling, result.model, result.extra.get("prompt")
     total_latency = result.latency_s or 1e-9
     return tracking.log_run(
         run_name=f"llm {result.model.label}",
@@ -261,8 +262,9 @@ def _log(result: LlmResult, system: str | None, cfg: Settings, started: float, e
         },
         params={
             "model_ref": result.model.ref,
-            "model_path": result.model.base_path,
-            "adapter": result.model.adapter.path if result.model.adapter else "",
+            # As people share them; the absolute paths stay in the engine log.
+            "model_path": shown_path(m.base_path, cfg=cfg),
+            "adapter": shown_path(m.adapter.path, cfg=cfg) if m.adapter else "",
             "backend": result.backend,
             "dtype": result.dtype,
             "device": result.device,
@@ -283,6 +285,8 @@ def _log(result: LlmResult, system: str | None, cfg: Settings, started: float, e
         cfg=cfg,
         start_time=started,
         end_time=ended,
+        prompts=[(template.name, template.version)] if template is not None and template.version else [],
+        models=[(m.name, m.version)] if m.version else [],
     )
 
 
@@ -296,7 +300,7 @@ def _traces(result: LlmResult, message_sets, engine: Engine, cfg: Settings, star
         # Cached by size and mtime in the model cache: read once per machine, then free.
         model_digest=m.params.get("base_digest") or folder_digest(m.base_path, cfg),
         registry_digest=m.digest,
-        adapter=m.adapter.path if m.adapter else "",
+        adapter=shown_path(m.adapter.path, cfg=cfg) if m.adapter else "",
         adapter_digest=(m.params.get("adapter_digest") or adapter_digest(m.adapter.path, cfg)) if m.adapter else "",
         prompt=template.name if template is not None else None,
         prompt_version=template.version if template is not None else None,
@@ -334,5 +338,4 @@ def _prompt_tags(template) -> dict:
     return {
         "llmops.prompt": template.label,
         "llmops.prompt_digest": template.digest,
-        **tracking.prompt_link_tags(template.name, template.version),
     }

@@ -18,6 +18,7 @@ import uuid
 from pathlib import Path
 
 from ...backends.engine_logs import engine_output
+from ...backends.progress import progress_bar
 from ...config import Settings
 
 MERGED_DIR = "merged"
@@ -54,14 +55,12 @@ def merged_copy(
     target = merged_dir(base_digest, adapter_digest, cfg)
     if (target / "config.json").is_file():
         return target, False
-    from tqdm.auto import tqdm  # deferred: tqdm.auto loads the notebook widgets, needed only here
-
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f".{target.name}.building-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     log = cfg.home / "logs" / "merge.log"
     try:
         with engine_output(log, verbose=cfg.verbose) as console:
-            bar = tqdm(
+            bar = progress_bar(
                 total=3,
                 desc=f"merging {label} into its base (once; cached)",
                 bar_format="{desc} {n}/{total} {elapsed}",

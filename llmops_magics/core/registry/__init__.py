@@ -2,7 +2,8 @@
 
 Modules in import order (each imports only modules on the lines before it)::
 
-    refs, common, templates, history, manifest   ref grammar; who/when; templates; alias records;
+    refs, common, templates, history,            ref grammar; who/when; templates; alias records;
+    history_block, manifest                      the readable history on MLflow pages;
                                                  what a model version is made of
     base                                         RegistryKind: the operations every kind shares
     prompts, models                              the two kinds (PROMPTS, MODELS), their versions

@@ -22,10 +22,22 @@ def alias_target(kind: str, name: str, alias: str, cfg: Settings | None = None) 
 
 
 @bounded_command
-def move_alias(kind: str, name: str, alias: str, version: int, *, cfg: Settings | None = None) -> AliasMove | None:
+def move_alias(
+    kind: str,
+    name: str,
+    alias: str,
+    version: int,
+    *,
+    run_id: str | None = None,
+    evidence: str | None = None,
+    cfg: Settings | None = None,
+) -> AliasMove | None:
     """Point ``alias`` of a prompt or model at ``version`` and record the move.
 
-    The Python twin of ``%llm_alias KIND NAME ALIAS VERSION``.
+    The Python twin of ``%llm_alias KIND NAME ALIAS VERSION [--run RUN_ID]``. Besides the
+    record (a tag per move), the readable history on the MLflow page is rewritten: a block
+    in the description (``champion: 1 -> 2 · alice · 2026-12-05 12:15 · shadow run 629d51e5``,
+    newest first) and, for prompts, the tag ``alias history`` (the prompt page shows tags).
 
     Parameters
     ----------
@@ -36,18 +48,24 @@ def move_alias(kind: str, name: str, alias: str, version: int, *, cfg: Settings 
         Letters, digits, '-' and '_'; not ``latest`` nor ``v<N>`` (MLflow keeps those).
     version : int
         The version the alias points to afterwards; it must exist.
+    run_id : str, optional
+        The MLflow run that justified the move (kept in the record, shown in the history).
+    evidence : str, optional
+        What that run is, in words ("shadow run"); "run" when not given.
 
     Returns
     -------
     AliasMove or None
         None when the alias already pointed at ``version`` (nothing moved, nothing recorded).
+        Its ``note`` says so when the move is recorded but the readable history could not be
+        rewritten.
     """
-    return kind_of(kind).move_alias(name, alias, version, cfg=cfg)
+    return kind_of(kind).move_alias(name, alias, version, run_id=run_id, evidence=evidence, cfg=cfg)
 
 
 @bounded_command
 def alias_history(kind: str, name: str, alias: str | None = None, *, cfg: Settings | None = None) -> AliasHistory:
-    """Every recorded move of the aliases of one prompt or model (oldest first).
+    """Every recorded move of the aliases of one prompt or model (oldest first, from the tags).
 
     The Python twin of ``%llm_alias --history KIND NAME``.
 

@@ -10,7 +10,7 @@ operations live here once, so aliases, pins and the lockfile never ask which kin
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import ClassVar
 
 from ...config import Settings, settings
@@ -18,12 +18,17 @@ from ...errors import BadInput, LlmopsError
 from .. import events
 from ..tracking import bounded_command, client, is_not_found, mlflow_errors
 from ..tracking.errors import error_code
+from ..tracking.redact import describe
 from .common import now_iso, who
 from .history import AliasHistory, AliasMove, move_tag, read_history
+from .history_block import HISTORY_TAG, history_tag_value, with_history
 from .refs import Ref, check_alias_name, check_name
 
 # MLflow answers a lookup of an alias that is not set with this code ("alias x not found").
 _ALIAS_NOT_SET = "INVALID_PARAMETER_VALUE"
+# Rounds of read, rewrite, read back before leaving the readable history to a concurrent
+# mover (who reads back after their own write, so one of the two leaves every move in).
+_REWRITE_ROUNDS = 4
 
 
 class RegistryKind(ABC):
@@ -39,6 +44,9 @@ class RegistryKind(ABC):
 
     name: ClassVar[str]
     not_found: ClassVar[type[LlmopsError]]
+    # Whether the readable history also goes into the tag HISTORY_TAG (where the MLflow UI
+    # shows tags but not the description).
+    history_in_tag: ClassVar[bool] = False
 
     def __repr__(self) -> str:
         return f"<registry kind {self.name}>"
@@ -56,8 +64,17 @@ class RegistryKind(ABC):
     def _set_tag(self, c, name: str, key: str, value: str) -> None: ...
 
     @abstractmethod
+    def _entity(self, c, name: str):
+        """The prompt / registered model ``name`` (``.tags``, ``.description``); None (or a
+        not-found error) when missing."""
+
+    @abstractmethod
+    def _set_description(self, c, name: str, text: str) -> None: ...
+
     def _tags(self, c, name: str) -> dict | None:
         """The tags of the prompt / registered model ``name``; None (or a not-found error) when missing."""
+        found = self._entity(c, name)
+        return None if found is None else dict(found.tags or {})
 
     @abstractmethod
     def load(self, name: str, version: int, cfg: Settings):
@@ -103,8 +120,21 @@ class RegistryKind(ABC):
         return None if found is None else int(found.version)
 
     @bounded_command
-    def move_alias(self, name: str, alias: str, version, *, cfg: Settings | None = None) -> AliasMove | None:
-        """Point ``alias`` at ``version`` and record the move in the history; None when it was there."""
+    def move_alias(
+        self,
+        name: str,
+        alias: str,
+        version,
+        *,
+        run_id: str | None = None,
+        evidence: str | None = None,
+        cfg: Settings | None = None,
+    ) -> AliasMove | None:
+        """Point ``alias`` at ``version`` and record the move in the history; None when it was there.
+
+        ``run_id`` names the run that justified the move and ``evidence`` what it is
+        ("shadow run"); both go into the record and the readable history.
+        """
         cfg = cfg or settings()
         name, alias = check_name(name, f"{self.name} name"), check_alias_name(alias)
         version = _version_number(version)
@@ -112,7 +142,8 @@ class RegistryKind(ABC):
         before = self.alias_target(name, alias, cfg=cfg)
         if before == version:
             return None
-        move = AliasMove(self.name, name, alias, before, version, who(), now_iso())
+        run_id = (str(run_id).strip() or None) if run_id is not None else None
+        move = AliasMove(self.name, name, alias, before, version, who(cfg), now_iso(), run_id, evidence or None)
         key, value = move_tag(move)
         c = client(cfg)
         with mlflow_errors(f"move alias {name}@{alias}", cfg):
@@ -121,7 +152,33 @@ class RegistryKind(ABC):
         events.emit(
             events.AliasMoved(registry=self.name, name=name, alias=alias, from_=before, to=version, user=move.user)
         )
+        try:
+            self.show_history(name, cfg=cfg)
+        except Exception as e:  # the move is recorded; only its readable copy is behind
+            return replace(move, note=f"the readable history on the MLflow page was not updated: {describe(e)}")
         return move
+
+    @bounded_command
+    def show_history(self, name: str, *, cfg: Settings | None = None) -> None:
+        """Rewrite the readable alias history of ``name`` (description block, and tag when the
+        kind has one) from the move tags, until what the store holds agrees with them."""
+        cfg = cfg or settings()
+        c = client(cfg)
+        with mlflow_errors(f"write the alias history of {self.name} {name}", cfg):
+            for _ in range(_REWRITE_ROUNDS):
+                found = self._entity(c, name)
+                if found is None:
+                    raise self.not_found(f"unknown {self.name} {name!r}")
+                tags, description = dict(found.tags or {}), found.description or ""
+                history = read_history(self.name, name, tags)
+                text = with_history(description, history)
+                tag = history_tag_value(history) if self.history_in_tag and history.moves else None
+                if text == description and (tag is None or tags.get(HISTORY_TAG) == tag):
+                    return
+                if text != description:
+                    self._set_description(c, name, text)
+                if tag is not None and tags.get(HISTORY_TAG) != tag:
+                    self._set_tag(c, name, HISTORY_TAG, tag)
 
     @bounded_command
     def history(self, name: str, alias: str | None = None, *, cfg: Settings | None = None) -> AliasHistory:

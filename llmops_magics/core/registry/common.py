@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import getpass
-import os
 from datetime import datetime, timezone
 
+from ...config import Settings
+from ..tracking import current_user
 
-def who() -> str:
-    try:
-        return getpass.getuser()
-    except Exception:  # no login name in some containers
-        return f"uid{os.getuid()}" if hasattr(os, "getuid") else "unknown"
+
+def who(cfg: Settings | None = None) -> str:
+    """The author of registry work as MLflow knows them (see :func:`..tracking.current_user`)."""
+    return current_user(cfg)
 
 
 def now_iso() -> str:

@@ -1,9 +1,11 @@
 """The alias history MLflow itself does not keep: one tag per move.
 
 Each move is stored as one tag on the prompt / registered model
-(``llmops.alias_move.<ms>.<rand>`` -> JSON {alias, from, to, user, at}). One tag per move
-means two processes moving aliases at once never overwrite each other's record, and
-anyone sharing the store (sqlite file or tracking server) reads the same history.
+(``llmops.alias_move.<ms>.<rand>`` -> JSON {alias, from, to, user, at[, run_id, evidence]}).
+One tag per move means two processes moving aliases at once never overwrite each other's
+record, and anyone sharing the store (sqlite file or tracking server) reads the same
+history. The tags are what code reads; people read the lines of :meth:`AliasMove.line`,
+which :mod:`.history_block` writes where the MLflow UI shows them.
 
 This module only writes and reads the records; :class:`.base.RegistryKind` stores them.
 """
@@ -13,7 +15,8 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 
 from ..display import esc, html_table, text_table
 
@@ -31,16 +34,35 @@ class AliasMove:
     to_version: int
     user: str
     at: str
+    # The run that justified the move (a shadow run, a gate's verdict), when one did.
+    run_id: str | None = None
+    evidence: str | None = None  # what that run is, in words: "shadow run"; "run" when not said
+    # What went wrong after the move itself was recorded (the readable history not rewritten).
+    note: str = field(default="", compare=False)
+
+    @property
+    def evidence_text(self) -> str:
+        """``shadow run 629d51e5``, or '' when the move names no run."""
+        if not self.run_id:
+            return ""
+        return f"{self.evidence or 'run'} {self.run_id[:8]}"
+
+    def line(self) -> str:
+        """The move as a person reads it: ``champion: 1 -> 2 · alice · 2026-12-05 12:15 · shadow run 629d51e5``."""
+        before = "unset" if self.from_version is None else self.from_version
+        parts = [f"{self.alias}: {before} -> {self.to_version}", self.user, _minute(self.at), self.evidence_text]
+        return " · ".join(p for p in parts if p)
 
     def _row(self) -> list:
-        return [self.at, self.user, self.alias, "" if self.from_version is None else self.from_version, self.to_version]
+        before = "" if self.from_version is None else self.from_version
+        return [self.at, self.user, self.alias, before, self.to_version, self.evidence_text]
 
     def __str__(self) -> str:
         before = "unset" if self.from_version is None else self.from_version
         return f"{self.kind} {self.name}: {self.alias} {before} -> {self.to_version}"
 
     def _repr_mimebundle_(self, include=None, exclude=None):
-        text = f"moved {self}"
+        text = f"moved {self}" + (f" ({self.note})" if self.note else "")
         return {"text/plain": text, "text/html": f"<div class='llmops-alias'>{esc(text)}</div>"}
 
 
@@ -52,7 +74,7 @@ class AliasHistory:
     name: str
     moves: tuple[AliasMove, ...]
 
-    _HEADERS = ["when (UTC)", "who", "alias", "from", "to"]
+    _HEADERS = ["when (UTC)", "who", "alias", "from", "to", "evidence"]
 
     def current(self) -> dict[str, int]:
         """Alias -> version after the last recorded move of each alias."""
@@ -84,6 +106,8 @@ def move_tag(move: AliasMove) -> tuple[str, str]:
     """
     key = f"{TAG_PREFIX}{int(time.time() * 1000):013d}.{secrets.token_hex(3)}"
     value = {"alias": move.alias, "from": move.from_version, "to": move.to_version, "user": move.user, "at": move.at}
+    if move.run_id:
+        value.update(run_id=move.run_id, evidence=move.evidence)
     return key, json.dumps(value)
 
 
@@ -95,9 +119,29 @@ def read_history(kind: str, name: str, tags: dict | None, alias: str | None = No
             continue
         try:
             d = json.loads(value)
-            moves.append(AliasMove(kind, name, d["alias"], d["from"], int(d["to"]), d["user"], d["at"]))
+            moves.append(
+                AliasMove(
+                    kind,
+                    name,
+                    d["alias"],
+                    d["from"],
+                    int(d["to"]),
+                    d["user"],
+                    d["at"],
+                    d.get("run_id"),
+                    d.get("evidence"),
+                )
+            )
         except (ValueError, KeyError, TypeError):
             continue  # a hand-edited tag is not history
     if alias is not None:
         moves = [m for m in moves if m.alias == alias]
     return AliasHistory(kind, name, tuple(moves))
+
+
+def _minute(at: str) -> str:
+    """``2026-12-05T12:15:33+00:00`` -> ``2026-12-05 12:15`` (moves are recorded in UTC)."""
+    try:
+        return datetime.fromisoformat(at).strftime("%Y-%m-%d %H:%M")
+    except (TypeError, ValueError):
+        return str(at)

@@ -18,6 +18,7 @@ from pathlib import Path
 from ...backends import files as files_mod
 from ...backends.default_models import chat_model_dir, embedding_model_dir
 from ...backends.files import sha256_file
+from ...backends.progress import progress_bar
 from ...config import DEFAULT_CHAT_REF, DEFAULT_EMBEDDING_REF, Settings, settings
 from ...errors import BadInput
 
@@ -232,13 +233,10 @@ def describe_files(
     params = parse_params(params)
     base_path, revision = _resolve_base(str(base), revision, kind, cfg)
     adapter_path = _adapter_folder(adapter) if adapter else None
-    # deferred: tqdm.auto picks its notebook or terminal bar when it is imported, so at first use
-    from tqdm.auto import tqdm
-
     before = files_mod.bytes_hashed
     todo = [p for root in (base_path, adapter_path) if root for p in folder_files(root)]
     try:
-        with tqdm(
+        with progress_bar(
             total=sum(p.stat().st_size for p in todo), unit="B", unit_scale=True, desc=f"digests of {name}", leave=False
         ) as bar:
             base_files, base_digest = _digest_folder("base", base_path, cfg, bar)

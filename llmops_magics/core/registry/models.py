@@ -29,6 +29,7 @@ from ..tracking import (
     read_artifact,
     terminate,
 )
+from ..tracking.links import MODEL_VERSIONS_TAG
 from .base import RegistryKind
 from .common import now_iso, short, who
 from .manifest import MANIFEST, FileDigest, ModelRef, describe_files, from_manifest, manifest_digest, same_version
@@ -151,7 +152,7 @@ def _create_version(name: str, manifest: dict, message: str | None, cfg: Setting
     c = client(cfg)
     exp = experiment_id(cfg=cfg)
     digest = manifest_digest(manifest)
-    manifest = {**manifest, "registered_by": who(), "registered_at": now_iso()}
+    manifest = {**manifest, "registered_by": who(cfg), "registered_at": now_iso()}
     text = json.dumps(manifest, indent=1)
     tags = {
         "llmops.kind": manifest["kind"],
@@ -163,7 +164,9 @@ def _create_version(name: str, manifest: dict, message: str | None, cfg: Setting
     with mlflow_errors(f"register model {name}", cfg):
         existing = _registered(name, cfg)
         if existing is None:
-            c.create_registered_model(name, tags={"llmops.kind": manifest["kind"]}, description=message)
+            # No description: the message is the version's. The model's own description is
+            # the user's (and the alias history block), never overwritten by a registration.
+            c.create_registered_model(name, tags={"llmops.kind": manifest["kind"]})
         run = c.create_run(exp, run_name=f"register {name}", tags={"llmops.kind": "model_registration", **tags})
         run_id = run.info.run_id
         c.log_text(run_id, text, MANIFEST)
@@ -192,6 +195,11 @@ def _create_version(name: str, manifest: dict, message: str | None, cfg: Setting
             description=message,
             model_id=lm.model_id,
             await_creation_for=0,
+        )
+        # What MLflow's own register_model writes: the run page of any run that takes this
+        # logged model as an input lists the version under "Registered models".
+        c.set_logged_model_tags(
+            lm.model_id, {MODEL_VERSIONS_TAG: json.dumps([{"name": name, "version": str(mv.version)}])}
         )
         terminate(c, run_id, "FINISHED")
     model = from_manifest(int(mv.version), manifest)
@@ -309,8 +317,11 @@ class ModelKind(RegistryKind):
     def _set_tag(self, c, name: str, key: str, value: str) -> None:
         c.set_registered_model_tag(name, key, value)
 
-    def _tags(self, c, name: str) -> dict | None:
-        return dict(c.get_registered_model(name).tags or {})
+    def _entity(self, c, name: str):
+        return c.get_registered_model(name)
+
+    def _set_description(self, c, name: str, text: str) -> None:
+        c.update_registered_model(name, description=text)
 
     def load(self, name: str, version: int, cfg: Settings) -> ModelRef:
         return load_version(name, version, cfg)

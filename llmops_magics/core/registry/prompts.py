@@ -16,7 +16,7 @@ from ...config import Settings, settings
 from ...errors import BadInput, PromptNotFound
 from .. import events
 from ..display import esc
-from ..tracking import bounded_command, client, is_not_found, mlflow_errors
+from ..tracking import BoundedClient, bounded_command, client, is_not_found, mlflow_errors
 from .base import RegistryKind
 from .common import short
 from .refs import Ref, check_alias_name, check_name, parse_ref
@@ -229,6 +229,8 @@ class PromptKind(RegistryKind):
 
     name = "prompt"
     not_found = PromptNotFound
+    # MLflow 3.17's prompt page shows the prompt's tags, not its description.
+    history_in_tag = True
 
     def _version_by_alias(self, c, name: str, alias: str):
         return c.get_prompt_version_by_alias(name, alias)
@@ -239,9 +241,14 @@ class PromptKind(RegistryKind):
     def _set_tag(self, c, name: str, key: str, value: str) -> None:
         c.set_prompt_tag(name, key, value)
 
-    def _tags(self, c, name: str) -> dict | None:
-        prompt = c.get_prompt(name)
-        return None if prompt is None else dict(prompt.tags or {})
+    def _entity(self, c, name: str):
+        return c.get_prompt(name)
+
+    def _set_description(self, c, name: str, text: str) -> None:
+        # MlflowClient refuses to update a prompt as a registered model and has no
+        # update_prompt; the registry client underneath updates either (one REST call,
+        # registered-models/update, which the server applies to prompts too).
+        BoundedClient(c.raw._get_registry_client(), c._cfg).update_registered_model(name, description=text)
 
     def load(self, name: str, version: int, cfg: Settings) -> PromptRef:
         return load_version(name, version, cfg)
@@ -344,7 +351,9 @@ def _create_version(name: str, template, message, response_format, *, exists: bo
     c = client(cfg)
     with mlflow_errors(f"register prompt {name}", cfg):
         if not exists and c.get_prompt(name) is None:
-            c.create_prompt(name, description=message)
+            # No description: the message is the version's commit message (the prompt's own
+            # description holds the alias history block and whatever the user writes).
+            c.create_prompt(name)
         pv = c.create_prompt_version(
             name,
             template,

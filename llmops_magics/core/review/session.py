@@ -28,7 +28,7 @@ from pathlib import Path
 
 from ...config import Settings, settings
 from ...errors import BadInput, TrackingError
-from ..tracking import command, describe, public_uri
+from ..tracking import command, current_user, describe, public_uri
 from .feedback import FeedbackSender, SendReport
 from .layout import KEYS, SIDES, VOTES, ReviewCase, blind_left, case_from_row, winner_of, word_diff
 from .run_record import CASES_ARTIFACT, VERDICTS_ARTIFACT, read_verdicts, write_verdicts
@@ -74,10 +74,9 @@ def review_key(rows: list[dict], run_id: str | None) -> str:
 
 
 def _reviewer() -> str:
+    # The MLflow user first (whose name the feedback carries in the MLflow UI), then the OS's.
     try:
-        import getpass
-
-        return getpass.getuser()
+        return current_user()
     except Exception:  # no user database in some containers
         return ""
 

@@ -40,11 +40,6 @@ def _log_run(result: ShadowResult, cfg: Settings, started: float, ended: float) 
     cols = list(result.rows[0]) if result.rows else []
     table = {c: [_cell(r[c]) for r in result.rows] for c in cols}
     prompt = result.extra.get("prompt")
-    links = (
-        tracking.prompt_link_tags(prompt.name, prompt.version)
-        if prompt is not None and getattr(prompt, "version", None)
-        else {}
-    )
     return tracking.log_run(
         run_name=f"shadow {result.name}",
         tags={
@@ -53,7 +48,6 @@ def _log_run(result: ShadowResult, cfg: Settings, started: float, ended: float) 
             "llmops.change": result.change,
             "llmops.primary": result.primary,
             "llmops.candidate": result.candidate,
-            **links,
         },
         params=result.params,
         metrics={
@@ -69,7 +63,21 @@ def _log_run(result: ShadowResult, cfg: Settings, started: float, ended: float) 
         cfg=cfg,
         start_time=started,
         end_time=ended,
+        prompts=[(prompt.name, prompt.version)] if prompt is not None and getattr(prompt, "version", None) else [],
+        models=model_versions(result.params),
     )
+
+
+def model_versions(params: dict) -> list[tuple[str, str]]:
+    """The registered model versions both sides ran (``(name, version)``), from the
+    ``{side}_model_version`` params (``chat/2``; names never hold a slash)."""
+    found = []
+    for role in ("primary", "candidate"):
+        label = params.get(f"{role}_model_version") or ""
+        if "/" in label:
+            name, version = label.rsplit("/", 1)
+            found.append((name, version))
+    return found
 
 
 def _metric_name(name: str) -> str:

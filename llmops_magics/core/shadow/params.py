@@ -10,6 +10,7 @@ import json
 
 from ...config import Settings
 from ..generation.digests import folder_digest
+from ..paths import shown_path
 from .generate import Generated
 from .plan import Plan
 from .resolve import Resolved
@@ -76,12 +77,15 @@ def model_params(side: Side, cfg: Settings) -> dict:
     m, p = side.model, side.role
     if not side.regenerate:  # a recording: no files to digest, what it says is in source_params
         return {f"{p}_ref": "recorded", f"{p}_label": m.label, f"{p}_base": "", f"{p}_base_digest": ""}
+    # Paths as people share them (relative to the notebook, <home>/..., ~/...): a run
+    # travels to other machines; the absolute paths stay in the engine log.
     return {
         f"{p}_ref": m.ref,
         f"{p}_label": m.label,
-        f"{p}_base": m.base_path,
+        f"{p}_model_version": f"{m.name}/{m.version}" if m.version else "",
+        f"{p}_base": shown_path(m.base_path, cfg=cfg),
         f"{p}_base_digest": m.params.get("base_digest") or folder_digest(m.base_path, cfg),
-        f"{p}_adapter": m.adapter.path if m.adapter else "",
+        f"{p}_adapter": shown_path(m.adapter.path, cfg=cfg) if m.adapter else "",
         f"{p}_adapter_digest": (m.params.get("adapter_digest") or folder_digest(m.adapter.path, cfg))
         if m.adapter
         else "",

@@ -29,8 +29,7 @@ from __future__ import annotations
 
 import time
 
-from tqdm.auto import tqdm
-
+from ...backends.progress import progress_bar
 from ...config import Settings
 from .. import tracking
 from . import scorers as scoring
@@ -189,7 +188,7 @@ def shadow(
         else None
     )
     if scorer_set is not None:  # what the scorers will cost, said before anything runs
-        tqdm(total=0, desc=scorer_set.summary, bar_format="{desc}", leave=True).close()
+        progress_bar(total=0, desc=scorer_set.summary, bar_format="{desc}", leave=True).close()
     resolved = resolve(spec)
     planned = plan(spec, resolved)
     generated = generate(planned, resolved.cases, spec.sampling)

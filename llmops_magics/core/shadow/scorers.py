@@ -36,6 +36,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 
+from ...backends.progress import progress_bar
 from ...errors import BadInput
 from .stats import Check, Thresholds, binary_scorer_check, numeric_scorer_check
 
@@ -309,7 +310,6 @@ def _is_llm_judge(s) -> bool:
 
 def _run_all(tasks, scorers, rows, cases, progress: bool, workers: int) -> list[tuple[object, str | None]]:
     """(result, None) or (None, error line) per task, in task order."""
-    from tqdm.auto import tqdm  # deferred: tqdm.auto probes for a notebook front end on import
 
     def call(task):
         i, j, side = task
@@ -325,7 +325,7 @@ def _run_all(tasks, scorers, rows, cases, progress: bool, workers: int) -> list[
         return result, None
 
     results: list = [None] * len(tasks)
-    with tqdm(total=len(tasks), desc="scorers", unit="call", disable=not progress or not tasks) as bar:
+    with progress_bar(total=len(tasks), desc="scorers", unit="call", disable=not progress or not tasks) as bar:
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
             futures = {pool.submit(call, task): k for k, task in enumerate(tasks)}
             for future in as_completed(futures):

@@ -6,6 +6,8 @@
 - :mod:`.errors`: MLflow errors classified by error code into typed, one-line errors.
 - :mod:`.redact`: secrets out of text; ``public_uri``, ``first_line``, ``describe``.
 - :mod:`.store`: the embedded sqlite store, built atomically; its health.
+- :mod:`.links`: the prompt and model versions a run used, as MLflow's own links.
+- :mod:`.source`: where the work runs from (notebook, cell), for the runs it writes.
 """
 
 from .budget import MlflowUnavailable, bounded_command, call, command, is_remote, ping, unavailable
@@ -74,3 +76,10 @@ __all__ += ["HUMAN", "FeedbackTargetMissing", "assessment_id", "feedback_exists"
 from .trace_write import GenerationTrace, TraceReport, generation_attributes, new_trace_id, write_traces  # noqa: E402
 
 __all__ += ["GenerationTrace", "TraceReport", "generation_attributes", "new_trace_id", "write_traces"]
+from .links import LINKED_PROMPTS_TAG, linked_prompts_tag  # noqa: E402
+from .source import WorkSource, current_source, set_source, source_tags  # noqa: E402
+
+__all__ += ["LINKED_PROMPTS_TAG", "WorkSource", "current_source", "linked_prompts_tag", "set_source", "source_tags"]
+from .user import current_user  # noqa: E402
+
+__all__ += ["current_user"]

@@ -24,7 +24,9 @@ from ...errors import TrackingError
 from .budget import bounded_command, command
 from .connection import EXPERIMENT, _run_experiments, client, experiment_id, terminate
 from .errors import refused
+from .links import LINKED_PROMPTS_TAG, linked_prompts_tag, model_ids, model_pairs
 from .redact import public_uri
+from .source import source_tags
 
 RUN_KEY_TAG = "llmops.run_key"
 PENDING_DIR = "runs-pending"
@@ -54,6 +56,9 @@ class RunRecord:
     status: str = "FINISHED"
     key: str = field(default_factory=lambda: uuid.uuid4().hex)
     store: str = ""  # the redacted tracking URI it belongs to
+    # Registered model versions the work used ([name, version] or a model id), linked as
+    # the run's model inputs when it is written (now or on replay).
+    models: list = field(default_factory=list)
 
 
 @bounded_command
@@ -70,6 +75,8 @@ def log_run(
     start_time: float | None = None,
     end_time: float | None = None,
     status: str = "FINISHED",
+    prompts=(),
+    models=(),
 ) -> str:
     """Create one finished run in a fixed number of calls, whatever the data size.
 
@@ -78,6 +85,11 @@ def log_run(
     any JSON-ready dict. ``start_time``/``end_time`` (seconds since the epoch) are those
     of the work the run records; ``status`` is ``FINISHED`` or ``FAILED``.
 
+    ``prompts`` (``(name, version)`` pairs) and ``models`` (registered ``(name, version)``
+    pairs, or ``LoggedModel`` ids) are what the work used: the run page lists each one as
+    a link (see :mod:`.links`). The source of the work (notebook, cell: :mod:`.source`)
+    is tagged too; ``tags`` given here win over both.
+
     Raises
     ------
     RunKept
@@ -85,9 +97,11 @@ def log_run(
     """
     cfg = cfg or settings()
     now = time.time()
+    tags = {**source_tags(), **{k: str(v) for k, v in tags.items()}}
+    tags.update(linked_prompts_tag(prompts, tags.get(LINKED_PROMPTS_TAG)))
     record = RunRecord(
         run_name=run_name,
-        tags={k: str(v) for k, v in tags.items()},
+        tags=tags,
         params={k: str(v)[:6000] for k, v in params.items()},
         metrics={k: float(v) for k, v in metrics.items() if v is not None},
         tables=dict(tables or {}),
@@ -97,6 +111,7 @@ def log_run(
         end_ms=int((end_time or now) * 1000),
         status=status,
         store=public_uri(cfg.resolved_tracking_uri),
+        models=model_pairs(models),
     )
     try:
         return _write(record, cfg)
@@ -108,8 +123,8 @@ def log_run(
 def prompt_link_tags(name: str, version) -> dict:
     """The tag MLflow's own ``link_prompt_version_to_run`` writes (its UI then lists the run
     under the prompt version), set with the run's other tags: one call fewer, and a kept
-    run keeps its link."""
-    return {"mlflow.linkedPrompts": json.dumps([{"name": name, "version": str(version)}])}
+    run keeps its link. For several prompts pass ``log_run(prompts=...)``."""
+    return linked_prompts_tag([(name, version)])
 
 
 def _shown(path: Path, cfg: Settings) -> str:
@@ -144,6 +159,12 @@ def _write(record: RunRecord, cfg: Settings, *, replay: bool = False) -> str:
             params={k: v for k, v in record.params.items() if k not in have_params},
             tags={"mlflow.loggedArtifacts": json.dumps(table_tag)} if table_tag else None,
         )
+        linked = model_ids(c, record.models, cfg.resolved_tracking_uri) if record.models else []
+        if linked:
+            from mlflow.entities import LoggedModelInput  # mlflow is heavy: imported where used, like log_batch
+
+            # One call for all models; the store merges by key, so a replay adds no second copy.
+            c.log_inputs(run_id, datasets=None, models=[LoggedModelInput(m) for m in linked])
         for name, columns in record.tables.items():
             # Written whole, not with log_table: log_table appends to an existing table,
             # and a replay must leave one copy of each row.

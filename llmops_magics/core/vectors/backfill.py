@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 
 from ...backends import lance
+from ...backends.progress import progress_bar
 from .table import TableLayout, vectors_array
 
 # Rows a backfill merge rewrites fall outside the id index and every later merge scans
@@ -47,11 +48,10 @@ def fill(
     desc: str = "backfill",
 ) -> Filled:
     """Embed the rows of ``t`` whose ``column`` is null or stale, ``batch`` rows per commit."""
-    from tqdm.auto import tqdm  # only a backfill draws a progress bar
 
     todo_where = lance.needs_embedding(column, digest_column, lay.text_column)
     todo = t.count_rows(todo_where)
-    bar = tqdm(total=todo, desc=desc, disable=not progress or todo == 0)
+    bar = progress_bar(total=todo, desc=desc, disable=not progress or todo == 0)
     lance.key_index(t, lay.id_column)
     pending: queue.Queue = queue.Queue(maxsize=1)
     done = Filled()

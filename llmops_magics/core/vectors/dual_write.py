@@ -15,6 +15,7 @@ from ...backends import lance
 from ...config import Settings
 from ...errors import BadInput
 from .. import events
+from ..paths import shown_path
 from .embedders import get_embedder
 from .table import MixedVectorSpaces, TableLayout, embed_texts, layout, normalize_rows, vector_columns, vectors_array
 
@@ -92,7 +93,9 @@ def insert(t, db, name: str, lay: TableLayout, items: list[dict], vectors: dict,
     before = t.version
     added = lance.insert_new(t, key, _as_table(t, items, vectors))
     events.emit(
-        events.TableWritten(table=name, uri=str(db.uri), version_before=before, version_after=t.version, rows=added)
+        events.TableWritten(
+            table=name, uri=shown_path(db.uri), version_before=before, version_after=t.version, rows=added
+        )
     )
     if added < len(items):
         raise BadInput(

@@ -45,6 +45,7 @@ from ...backends import lance
 from ...config import Settings, settings
 from ...errors import BadInput, TrackingError
 from .. import events, options, tracking
+from ..paths import shown_path
 from .backfill import fill, rows_left
 from .dual_write import add_rows
 from .embedders import EmbedderSpec, get_embedder
@@ -150,7 +151,7 @@ class Migration:
         events.emit(
             events.MigrationStep(
                 table=self.name,
-                uri=str(self.db.uri),
+                uri=shown_path(self.db.uri),
                 step=step,
                 version_before=before,
                 version_after=after,
@@ -167,7 +168,8 @@ class Migration:
                 "llmops.kind": "lance_migrate",
                 "llmops.table": self.name,
                 "llmops.step": step,
-                "llmops.lancedb_uri": str(self.db.uri),
+                # A local table as people share it (<home>/lancedb); object-store URIs unchanged.
+                "llmops.lancedb_uri": shown_path(str(self.db.uri), cfg=self.cfg),
             },
             params={
                 "version_before": before,
@@ -182,6 +184,7 @@ class Migration:
             tables=tables,
             cfg=self.cfg,
             start_time=self._started,
+            end_time=time.time(),  # the step's work ends here: the run spans it, not its write
         )
 
     # -- steps -----------------------------------------------------------------------

@@ -17,10 +17,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from ...backends import lance
+from ...backends.progress import progress_bar
 from ...config import Settings, settings
 from ...errors import BadInput
 from .. import events
 from ..display import esc, html_table, text_table
+from ..paths import shown_path
 from .embedders import Embedder, EmbedderSpec, get_embedder
 
 TABLE_KEY = "llmops:table"
@@ -137,10 +139,11 @@ def normalize_rows(data, *, id_column: str, text_column: str, start_id: int | No
 def embed_texts(embedder: Embedder, texts: Sequence[str], *, batch: int = 256, desc: str | None = None):
     """Embed in batches with a progress bar; one float32 array."""
     import numpy as np
-    from tqdm.auto import tqdm
 
     parts = []
-    bar = tqdm(total=len(texts), desc=desc or f"embedding with {embedder.spec.ref}", disable=len(texts) <= batch)
+    bar = progress_bar(
+        total=len(texts), desc=desc or f"embedding with {embedder.spec.ref}", disable=len(texts) <= batch
+    )
     for i in range(0, len(texts), batch):
         parts.append(embedder.embed(texts[i : i + batch], batch_size=min(batch, 64)))
         bar.update(len(parts[-1]))
@@ -228,7 +231,7 @@ def create_index(
     ]
     arrow = arrow.cast(pa.schema(fields))
     t = conn.create_table(table, arrow, mode=mode)
-    events.emit(events.TableWritten(table=table, uri=str(conn.uri), version_after=t.version, rows=len(rows)))
+    events.emit(events.TableWritten(table=table, uri=shown_path(conn.uri), version_after=t.version, rows=len(rows)))
     return IndexResult(table, str(conn.uri), len(rows), column, emb.spec, t.version)
 
 
