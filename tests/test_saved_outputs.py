@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -149,7 +150,12 @@ LIBRARY_NOISE = textwrap.dedent("""
 
 def test_library_warnings_and_bars_stay_out_of_the_console(tmp_path):
     log = tmp_path / "engines.log"
-    out = subprocess.run([sys.executable, "-c", LIBRARY_NOISE, str(log)], capture_output=True, text=True, timeout=300)
+    # A fresh process as a user's kernel starts: bars on (this test process has routed engine
+    # logs, which turns them off for its children through the environment).
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_DISABLE_PROGRESS_BARS"}
+    out = subprocess.run(
+        [sys.executable, "-c", LIBRARY_NOISE, str(log)], capture_output=True, text=True, timeout=300, env=env
+    )
     assert out.returncode == 0, out.stderr
     assert "bars off inside: True" in out.stdout and "bars back after: True" in out.stdout
     assert "reduce_op is deprecated" not in out.stderr and "site-packages" not in out.stderr

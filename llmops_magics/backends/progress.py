@@ -1,14 +1,17 @@
 """Our progress bars, through one door, so a saved notebook never shows a bar stuck at 0%.
 
-In a kernel tqdm draws a widget, and the output a notebook saves keeps the text that was
-current when the widget was first shown ("0%|") plus a view of a model that is gone once
-the kernel stops: a saved notebook looks as if it hung. A bar of ours is displayed with a
-display id instead and, when it closes, that output is replaced by one finished line
-(``primary: chat/1 · 6/6 · 1.2 s``) through ``update_display_data``, which JupyterLab and
-nbclient both apply to the output they save. In a terminal it is tqdm's own bar on the
-console it is given (``engine_logs.bar_target``).
+tqdm.auto draws an ipywidget in a kernel: the output a notebook saves keeps the text of
+the moment the widget was first shown ("0%|") plus a view of a model that is gone once
+the kernel stops, so a saved notebook looks as if it hung; and a widget view replaced
+while it is still rendering its children crashes ipywidgets' box view in JupyterLab. A
+bar of ours in a kernel is tqdm's own meter drawn as plain HTML (a ``<progress>`` and
+tqdm's text) under a display id, updated through ``update_display_data`` at tqdm's pace,
+and replaced on close by one finished line (``primary: chat/1 · 6/6 · 1.2 s``).
+JupyterLab and nbclient both apply those updates to the output they save; no widget,
+no widget state. In a terminal it is tqdm's own bar on the console it is given
+(``engine_logs.bar_target``).
 
-IPython and ipywidgets are imported only when a bar is drawn inside a kernel.
+IPython is imported only when a bar is drawn inside a kernel.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import sys
 
 from tqdm.std import tqdm as _console_tqdm
 
-_cell_class = None  # built on first use: it needs IPython and ipywidgets
+_cell_class = None  # built on first use: it needs IPython
 
 
 def progress_bar(*args, postfix: bool = True, **kwargs):
@@ -35,14 +38,13 @@ def progress_bar(*args, postfix: bool = True, **kwargs):
     Returns
     -------
     tqdm
-        In a kernel a widget bar whose output becomes :func:`summary_line` on close;
+        In a kernel an HTML bar whose output becomes :func:`summary_line` on close;
         elsewhere tqdm's console bar.
     """
     if kwargs.get("disable"):
         return _console_tqdm(*args, **kwargs)
     if in_kernel():
         cls = _cell_bar_class()
-        kwargs.pop("file", None)  # the widget goes through the display channel
     else:
         cls = _console_tqdm
     if not postfix:
@@ -51,18 +53,15 @@ def progress_bar(*args, postfix: bool = True, **kwargs):
 
 
 def in_kernel() -> bool:
-    """Whether bars go to a Jupyter kernel's display (with widgets available)."""
+    """Whether bars go to a Jupyter kernel's display."""
     ipython = sys.modules.get("IPython")
     if ipython is None:  # a kernel has always imported IPython by now
         return False
     try:
         shell = ipython.get_ipython()
-        if shell is None or "IPKernelApp" not in shell.config:
-            return False
-        from tqdm.notebook import IProgress  # deferred: pulls in ipywidgets, kernels only
-    except Exception:  # no usable IPython or ipywidgets: tqdm's console bar
+    except Exception:  # a half-imported IPython: tqdm's console bar
         return False
-    return IProgress is not None
+    return shell is not None and "IPKernelApp" in shell.config
 
 
 def summary_line(bar, *, stopped: bool = False) -> str:
@@ -102,38 +101,52 @@ def _seconds(s: float) -> str:
     return f"{int(s // 60)} min {int(s % 60)} s"
 
 
-class _Line:
-    """A display object of one plain line (what a closed bar leaves in the cell)."""
+class _Nowhere:
+    """The stream a cell bar's tqdm writes to: its drawing goes through the display."""
 
-    def __init__(self, text: str):
-        self.text = text
+    def write(self, _text) -> None:
+        pass
 
-    def _repr_mimebundle_(self, include=None, exclude=None):
-        return {"text/plain": self.text}
+    def flush(self) -> None:
+        pass
 
 
 def _cell_bar_class():
     global _cell_class
     if _cell_class is not None:
         return _cell_class
-    # deferred: IPython and ipywidgets exist only where a kernel draws the bar
-    from IPython.display import display
-    from tqdm.notebook import tqdm as notebook_tqdm
+    # deferred: IPython exists only where a kernel draws the bar
+    from html import escape
 
-    class CellBar(notebook_tqdm):
-        """tqdm's widget, shown under a display id and replaced by a summary on close."""
+    from IPython.display import display
+
+    class CellBar(_console_tqdm):
+        """tqdm's meter as HTML under a display id, replaced by a summary line on close."""
 
         def __init__(self, *args, **kwargs):
             self._handle = None
             self._stopped = False
-            super().__init__(*args, **{**kwargs, "display": False})
-            if self.disable:
-                return
-            bundle = dict(self.container._repr_mimebundle_())
-            # What a copy saved mid-run says: no "0%|" even if the kernel never finishes.
-            bundle["text/plain"] = f"{self.desc or 'working'} · running"
-            self._handle = display(bundle, raw=True, display_id=True)
-            self.displayed = True
+            # A display message per redraw: a few a second are plenty for a person.
+            kwargs.setdefault("mininterval", 0.5)
+            kwargs["file"] = _Nowhere()
+            desc = kwargs.get("desc") or "working"
+            if not kwargs.get("disable"):
+                self._handle = display({"text/plain": f"{desc} · running"}, raw=True, display_id=True)
+            super().__init__(*args, **kwargs)
+
+        def display(self, msg=None, pos=None):
+            if self._handle is None or msg == "":  # "": tqdm clearing a bar it does not leave
+                return True
+            d = self.format_dict
+            meter = _console_tqdm.format_meter(**{**d, "ncols": None})
+            desc = (d.get("prefix") or "").strip().rstrip(":").strip()
+            # What a copy saved mid-run says: where it got to, never a bar at "0%|".
+            plain = f"{desc or 'working'} · running" if not d.get("n") else meter
+            total, n = d.get("total"), d.get("n") or 0
+            gauge = f"<progress value='{n}' max='{total}' style='width:12em'></progress> " if total else ""
+            html = f"<div class='llmops-progress'>{gauge}<code>{escape(meter)}</code></div>"
+            self._handle.update({"text/plain": plain, "text/html": html}, raw=True)
+            return True
 
         def __exit__(self, exc_type, exc_value, traceback):
             self._stopped = exc_type is not None
@@ -143,35 +156,13 @@ def _cell_bar_class():
             if self.disable:
                 return
             stopped = self._stopped or bool(self.total and self.n < self.total)
+            handle, self._handle = self._handle, None  # no redraw while tqdm closes
             super().close()
-            handle, self._handle = self._handle, None
-            if handle is None:
-                return
-            handle.update(_Line(summary_line(self, stopped=stopped)))
-            _close_tree(self.container)  # its output is gone: free its widgets everywhere
+            if handle is not None:
+                handle.update({"text/plain": summary_line(self, stopped=stopped)}, raw=True)
 
     _cell_class = CellBar
     return CellBar
-
-
-def _close_tree(widget, seen=None) -> None:
-    """Close a widget and the widgets it holds (children, layout, style): a saved
-    notebook then keeps no state for a bar that is no longer shown."""
-    from ipywidgets import Widget  # deferred: only a kernel's bar has widgets
-
-    seen = set() if seen is None else seen
-    if id(widget) in seen:
-        return
-    seen.add(id(widget))
-    for name in widget.keys:
-        value = getattr(widget, name, None)
-        for item in value if isinstance(value, (list, tuple)) else (value,):
-            if isinstance(item, Widget):
-                _close_tree(item, seen)
-    try:
-        widget.close()
-    except Exception:  # a kernel shutting down has no comm left to close
-        pass
 
 
 def _without_postfix(cls):

@@ -3,6 +3,7 @@ fresh browser page per test. See ``lab_harness.py``."""
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -69,7 +70,7 @@ def lab_page(browser, jupyter_lab):
     page = context.new_page()
     page.set_default_timeout(30_000)
     errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("pageerror", lambda e: errors.append(f"{e} at {(e.stack or '').splitlines()[1:3]}"))
     yield LabPage(page, jupyter_lab)
     context.close()
     # Kernels hold models (about 1 GB each): end them with the test that started them.
@@ -82,3 +83,29 @@ def screenshot_dir(tmp_path):
     """docs/img when LLMOPS_UPDATE_SCREENSHOTS=1 (to refresh the README's), else tmp: a test
     run leaves the working tree as it found it."""
     return SCREENSHOTS if os.environ.get("LLMOPS_UPDATE_SCREENSHOTS") == "1" else tmp_path
+
+
+# MLflow's own first-visit guidance: a modal popover over the Traces tab ("Detect Issues in
+# Your Traces") and an assistant panel that opens itself. A returning user has dismissed both;
+# these are the keys MLflow 3.17 writes when they are dismissed.
+MLFLOW_DISMISSED = {
+    "mlflow.detectIssues.guidanceShown_v1": "true",
+    "mlflow.assistant.fab.autoOpenedOnFirstLoad_v1": "true",
+    "mlflow.assistant.panelOpen_v1": "false",
+}
+MLFLOW_TIMEOUT_MS = 30_000
+
+
+@pytest.fixture
+def mlflow_page(browser):
+    """A fresh 1400x900 page as a returning user sees the MLflow UI; page errors fail the test."""
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    dismissed = json.dumps(MLFLOW_DISMISSED)
+    context.add_init_script(f"Object.entries({dismissed}).forEach(([k, v]) => localStorage.setItem(k, v));")
+    page = context.new_page()
+    page.set_default_timeout(MLFLOW_TIMEOUT_MS)
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(f"{e} at {(e.stack or '').splitlines()[1:3]}"))
+    yield page
+    context.close()
+    assert not errors, f"errors in the MLflow UI: {errors}"

@@ -18,28 +18,8 @@ import pytest
 pytestmark = pytest.mark.slow
 
 TIMEOUT_MS = 30_000
-# MLflow's first-visit guidance (see test_mlflow_ui.py): a returning user has dismissed it.
-DISMISSED = {
-    "mlflow.detectIssues.guidanceShown_v1": "true",
-    "mlflow.assistant.fab.autoOpenedOnFirstLoad_v1": "true",
-    "mlflow.assistant.panelOpen_v1": "false",
-}
 MINUTE = r"\d{4}-\d\d-\d\d \d\d:\d\d"
 USERS_TEXT = "Chat model of the support desk. Owned by the assistants team."
-
-
-@pytest.fixture
-def mlflow_page(browser):
-    """A fresh 1400x900 page as a returning user sees the MLflow UI; page errors fail the test."""
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
-    context.add_init_script(f"Object.entries({json.dumps(DISMISSED)}).forEach(([k, v]) => localStorage.setItem(k, v));")
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    yield page
-    context.close()
-    assert not errors, f"errors in the MLflow UI: {errors}"
 
 
 def _moves(uri: str, suffix: str) -> dict:

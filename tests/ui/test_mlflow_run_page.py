@@ -16,13 +16,6 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-TIMEOUT_MS = 30_000
-# MLflow's first-visit guidance (see test_mlflow_ui.py): dismissed, as a returning user has.
-DISMISSED = {
-    "mlflow.detectIssues.guidanceShown_v1": "true",
-    "mlflow.assistant.fab.autoOpenedOnFirstLoad_v1": "true",
-    "mlflow.assistant.panelOpen_v1": "false",
-}
 QUESTIONS = ["Bees make honey from nectar.", "Rivers flow to the sea.", "Tea is brewed from leaves."]
 
 
@@ -42,7 +35,7 @@ def _shadow_of_two_versions(uri: str) -> dict:
     register_prompt(prompt, "Summarize in five words: {{text}}")
     t0 = time.time()
     result = llmops_magics.shadow(
-        QUESTIONS, primary=f"{chat}/{v1}", candidate=f"{chat}/{v2}", prompt=prompt, max_tokens=8, name="page"
+        QUESTIONS, primary=f"{chat}/{v1}", candidate=f"{chat}/{v2}", prompt=prompt, max_tokens=32, name="page"
     )
     measured = time.time() - t0
     assert result.run_id and not result.warnings, result.warnings
@@ -62,23 +55,11 @@ def _seconds(text: str) -> float:
     return float(value) * {"ms": 0.001, "s": 1.0, "min": 60.0, "h": 3600.0}[unit]
 
 
-@pytest.fixture
-def mlflow_page(browser):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    context.add_init_script(f"Object.entries({json.dumps(DISMISSED)}).forEach(([k, v]) => localStorage.setItem(k, v));")
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    yield page
-    context.close()
-    assert not errors, f"errors in the MLflow UI: {errors}"
-
-
 def test_shadow_run_page_links_its_versions_with_real_duration_and_no_machine_paths(
     mlflow_server, mlflow_page, screenshot_dir
 ):
     from llmops_magics import settings
+    from llmops_magics.core.tracking import current_user
 
     run = _shadow_of_two_versions(mlflow_server.uri)
     page = mlflow_page
@@ -96,6 +77,10 @@ def test_shadow_run_page_links_its_versions_with_real_duration_and_no_machine_pa
     duration = page.get_by_text("Duration", exact=True).locator("xpath=..").inner_text()
     shown = _seconds(duration.replace("Duration", "").strip())
     assert abs(shown - run["measured_s"]) <= 0.1 * run["measured_s"], (shown, run["measured_s"])
+
+    # "Created by": the MLflow user (MLFLOW_TRACKING_USERNAME, else the login), not "—".
+    created = page.get_by_text("Created by", exact=True).locator("xpath=..").inner_text()
+    assert current_user() in created.replace("Created by", ""), created
 
     text = page.locator("body").inner_text()
     cfg = settings()

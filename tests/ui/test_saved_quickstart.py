@@ -38,8 +38,7 @@ def _machine_paths(executed) -> dict[str, str]:
         "the working folder": str(executed.folder),
         "the llmops home": str(executed.home),
     }
-    # "/" or "/root" as a home would match every path: only paths that name something.
-    return {what: p for what, p in paths.items() if p.count("/") >= 2 or what == "the home" and p != "/"}
+    return {what: p for what, p in paths.items() if p != "/"}  # "/" as a home would match every path
 
 
 def test_saved_quickstart_is_finished_and_shareable(executed_quickstart):
@@ -54,7 +53,10 @@ def test_saved_quickstart_is_finished_and_shareable(executed_quickstart):
     ]
     assert not stuck, f"progress bars saved unfinished: {stuck}"
     for what, path in _machine_paths(executed_quickstart).items():
-        assert re.search(re.escape(path) + r"(/|\b)", text) is None, f"{what} ({path}) appears in the saved notebook"
+        # The path itself or a path under it; "/root.jsonl" (a file named for reviewer root) is neither.
+        found = re.search(re.escape(path) + r"(?=[/\"'\s]|$)", text)
+        where = text[found.start() - 80 : found.end() + 40] if found else ""
+        assert found is None, f"{what} ({path}) appears in the saved notebook: {where!r}"
 
 
 def test_opening_the_saved_quickstart_shows_verdicts_and_leaves_it_unmodified(
@@ -71,7 +73,8 @@ def test_opening_the_saved_quickstart_shows_verdicts_and_leaves_it_unmodified(
     adapter.scroll_into_view_if_needed()
     chips = adapter.locator(".jp-llmops-chip")
     chips.first.wait_for()
-    values = [t.strip() for t in chips.all_inner_texts()]
+    # text_content: JupyterLab renders only the cells near the viewport as visible text.
+    values = [(t or "").strip() for t in chips.evaluate_all("els => els.map(e => e.textContent)")]
     assert any("degraded" in v for v in values), values
     assert not any(v.endswith("ok") for v in values), values
 

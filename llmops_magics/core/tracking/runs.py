@@ -27,6 +27,7 @@ from .errors import refused
 from .links import LINKED_PROMPTS_TAG, linked_prompts_tag, model_ids, model_pairs
 from .redact import public_uri
 from .source import source_tags
+from .user import current_user
 
 RUN_KEY_TAG = "llmops.run_key"
 PENDING_DIR = "runs-pending"
@@ -97,7 +98,8 @@ def log_run(
     """
     cfg = cfg or settings()
     now = time.time()
-    tags = {**source_tags(), **{k: str(v) for k, v in tags.items()}}
+    # "Created by" on the run page: the MLflow user, as MLflow's own runs record it.
+    tags = {"mlflow.user": current_user(cfg), **source_tags(), **{k: str(v) for k, v in tags.items()}}
     tags.update(linked_prompts_tag(prompts, tags.get(LINKED_PROMPTS_TAG)))
     record = RunRecord(
         run_name=run_name,
@@ -171,7 +173,9 @@ def _write(record: RunRecord, cfg: Settings, *, replay: bool = False) -> str:
             c.log_text(run_id, _table_json(columns), name)
         for name, data in record.dicts.items():
             c.log_dict(run_id, data, name)
-        terminate(c, run_id, record.status, record.end_ms)
+        # Live, the run ends once it is written (the user waited for that too); a replay
+        # keeps the end of the work it records, however long after the outage it lands.
+        terminate(c, run_id, record.status, record.end_ms if replay else max(record.end_ms, _now_ms()))
         _run_experiments[run_id] = exp
         return run_id
     except TrackingError:
@@ -184,6 +188,10 @@ def _write(record: RunRecord, cfg: Settings, *, replay: bool = False) -> str:
             with contextlib.suppress(Exception):
                 terminate(c, run_id, "FAILED", record.end_ms)
         raise refused(e, cfg) from e
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 def log_batch(c, run_id: str, *, metrics=(), params: dict | None = None, tags: dict | None = None) -> None:
