@@ -148,6 +148,24 @@ def test_a_cell_names_its_notebook_and_number_on_the_runs_it_writes(shell, monke
     assert tags["mlflow.source.name"] == f"analysis/explore.ipynb · cell {count}"
 
 
+def test_a_registration_run_names_its_author_notebook_and_cell_and_spans_the_hashing(uniq, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "alice")
+    tracking.set_source(str(Path.cwd() / "notebooks" / "register.ipynb"), 4)
+    t0 = time.time()
+    name = uniq("chat")
+    registration = register_model(name, "default")
+    t1 = time.time()
+    c = tracking.client()
+    exp = tracking.experiment_id(tracking.EXPERIMENT)
+    found = c.search_runs([exp], filter_string=f"attributes.run_name = 'register {name}'")
+    assert registration.created and len(found) == 1
+    run = found[0]
+    assert run.data.tags["mlflow.user"] == "alice"
+    assert run.data.tags["mlflow.source.name"] == "notebooks/register.ipynb · cell 4"
+    # From before the files were described (hashed) to after the version existed.
+    assert t0 * 1000 - 1 <= run.info.start_time and run.info.end_time <= t1 * 1000 + 1
+
+
 def test_a_migration_step_run_spans_its_work_and_names_no_machine_path(tmp_path):
     from llmops_magics.core.vectors.migration import Migration
 

@@ -13,6 +13,7 @@ import json
 import os
 import tempfile
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,10 +24,12 @@ from ..display import esc, html_table, text_table
 from ..tracking import (
     bounded_command,
     client,
+    current_user,
     experiment_id,
     is_not_found,
     mlflow_errors,
     read_artifact,
+    source_tags,
     terminate,
 )
 from ..tracking.links import MODEL_VERSIONS_TAG
@@ -124,10 +127,11 @@ def register_model(
         raise BadInput(f"{name!r} is the embedded default model's name: pick another (e.g. chat)")
     if alias is not None:
         check_alias_name(alias)
+    started_ms = int(time.time() * 1000)  # the registration run spans the hashing too
     manifest, hashed = describe_files(name, base, revision=revision, adapter=adapter, params=params, kind=kind, cfg=cfg)
     latest = _latest(name, cfg)
     created = latest is None or not same_version(latest, manifest)
-    model = _create_version(name, manifest, message, cfg) if created else latest
+    model = _create_version(name, manifest, message, cfg, started_ms) if created else latest
     if created:
         events.emit(
             events.ModelRegistered(
@@ -144,7 +148,7 @@ def register_model(
     return ModelRegistration(model, created, alias, hashed)
 
 
-def _create_version(name: str, manifest: dict, message: str | None, cfg: Settings) -> ModelRef:
+def _create_version(name: str, manifest: dict, message: str | None, cfg: Settings, started_ms: int) -> ModelRef:
     # deferred: mlflow is heavy; only a new version needs its model-spec helpers
     from mlflow.entities import LoggedModelStatus
     from mlflow.models.utils import get_external_mlflow_model_spec
@@ -167,7 +171,9 @@ def _create_version(name: str, manifest: dict, message: str | None, cfg: Setting
             # No description: the message is the version's. The model's own description is
             # the user's (and the alias history block), never overwritten by a registration.
             c.create_registered_model(name, tags={"llmops.kind": manifest["kind"]})
-        run = c.create_run(exp, run_name=f"register {name}", tags={"llmops.kind": "model_registration", **tags})
+        # Who registered it, from which notebook and cell, as every run of ours says.
+        run_tags = {"mlflow.user": current_user(cfg), **source_tags(), "llmops.kind": "model_registration", **tags}
+        run = c.create_run(exp, run_name=f"register {name}", start_time=started_ms, tags=run_tags)
         run_id = run.info.run_id
         c.log_text(run_id, text, MANIFEST)
         # MLflow 3's external model: a LoggedModel whose artifacts (weights) live elsewhere,
