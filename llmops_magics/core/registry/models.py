@@ -24,12 +24,11 @@ from ..display import esc, html_table, text_table
 from ..tracking import (
     bounded_command,
     client,
-    current_user,
     experiment_id,
     is_not_found,
     mlflow_errors,
+    origin_tags,
     read_artifact,
-    source_tags,
     terminate,
 )
 from ..tracking.links import MODEL_VERSIONS_TAG
@@ -172,7 +171,7 @@ def _create_version(name: str, manifest: dict, message: str | None, cfg: Setting
             # the user's (and the alias history block), never overwritten by a registration.
             c.create_registered_model(name, tags={"llmops.kind": manifest["kind"]})
         # Who registered it, from which notebook and cell, as every run of ours says.
-        run_tags = {"mlflow.user": current_user(cfg), **source_tags(), "llmops.kind": "model_registration", **tags}
+        run_tags = {**origin_tags(cfg), "llmops.kind": "model_registration", **tags}
         run = c.create_run(exp, run_name=f"register {name}", start_time=started_ms, tags=run_tags)
         run_id = run.info.run_id
         c.log_text(run_id, text, MANIFEST)

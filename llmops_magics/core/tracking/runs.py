@@ -98,8 +98,7 @@ def log_run(
     """
     cfg = cfg or settings()
     now = time.time()
-    # "Created by" on the run page: the MLflow user, as MLflow's own runs record it.
-    tags = {"mlflow.user": current_user(cfg), **source_tags(), **{k: str(v) for k, v in tags.items()}}
+    tags = {**origin_tags(cfg), **{k: str(v) for k, v in tags.items()}}
     tags.update(linked_prompts_tag(prompts, tags.get(LINKED_PROMPTS_TAG)))
     record = RunRecord(
         run_name=run_name,
@@ -120,6 +119,12 @@ def log_run(
     except TrackingError as e:
         path = _keep(record, cfg)
         raise RunKept(f"{e}; the run is kept in {_shown(path, cfg)}", record.key) from None
+
+
+def origin_tags(cfg: Settings | None = None) -> dict:
+    """Who made a run and from where, as every run of ours says it: ``mlflow.user`` (the
+    run page's "Created by", the MLflow user) and the notebook and cell (its "Source")."""
+    return {"mlflow.user": current_user(cfg), **source_tags()}
 
 
 def prompt_link_tags(name: str, version) -> dict:
