@@ -50,6 +50,7 @@ def default_model_dir() -> Path:
     return chat_model_dir(settings().model_cache, progress=False)
 
 
+from notebook_runs import ExecutedNotebook  # noqa: E402
 from servers import MlflowServer  # noqa: E402  (tests/ is on sys.path)
 from shell_testing import TestingShell  # noqa: E402
 
@@ -122,35 +123,6 @@ def record_events():
     yield start
     for listen in listeners:
         events.unsubscribe(listen)
-
-
-class ExecutedNotebook:
-    """A notebook of notebooks/ executed by nbclient in a copy of the folder, with its own
-    embedded home, as a new user's `make demo` leaves it."""
-
-    def __init__(self, source: Path, folder: Path):
-        self.source = source
-        self.folder = folder  # the copy of notebooks/ it ran in (its working directory)
-        self.home = folder.parent / ".llmops"
-        self.path = folder / f"executed-{source.name}"
-        self.nb = None
-
-    def run(self, timeout: int = 900) -> ExecutedNotebook:
-        import shutil
-
-        from llmops_magics.core.notebooks import run_notebook
-
-        shutil.copytree(self.source.parent, self.folder)
-        old = os.environ.get("LLMOPS_HOME")
-        os.environ["LLMOPS_HOME"] = str(self.home)  # the kernel inherits it at start
-        try:
-            self.nb = run_notebook(self.folder / self.source.name, self.path, cwd=self.folder, timeout=timeout)
-        finally:
-            if old is None:
-                os.environ.pop("LLMOPS_HOME", None)
-            else:
-                os.environ["LLMOPS_HOME"] = old
-        return self
 
 
 @pytest.fixture(scope="session")

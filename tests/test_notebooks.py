@@ -8,8 +8,9 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from notebook_runs import ExecutedNotebook  # tests/ is on sys.path (conftest)
 
-from llmops_magics.core.notebooks import cell_text, run_notebook
+from llmops_magics.core.notebooks import cell_text
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -22,20 +23,6 @@ def _outputs_by_tag(nb) -> dict[str, str]:
         for tag in cell.get("metadata", {}).get("tags", []):
             out[tag] = cell_text(cell)
     return out
-
-
-@pytest.fixture
-def workdir(tmp_path, llmops_home):
-    """A copy of notebooks/ with its own embedded home, as a new user's checkout has."""
-    work = tmp_path / "notebooks"
-    shutil.copytree(ROOT / "notebooks", work)
-    old = os.environ.get("LLMOPS_HOME")
-    os.environ["LLMOPS_HOME"] = str(tmp_path / ".llmops")
-    yield work
-    if old is None:
-        os.environ.pop("LLMOPS_HOME", None)
-    else:
-        os.environ["LLMOPS_HOME"] = old
 
 
 # What each notebook must show, by cell tag: (tag, substring that must appear).
@@ -84,12 +71,12 @@ EXPECTED = {
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_notebook_runs_and_shows_results(path, request):
+def test_notebook_runs_and_shows_results(path, request, tmp_path):
     if path.name == "quickstart.ipynb":
         executed = request.getfixturevalue("executed_quickstart").nb  # shared with the UI tests
     else:
-        workdir = request.getfixturevalue("workdir")
-        executed = run_notebook(workdir / path.name, workdir / f"executed-{path.name}", cwd=workdir, timeout=900)
+        # A copy of notebooks/ with its own embedded home, as a new user's checkout has.
+        executed = ExecutedNotebook(path, tmp_path / "notebooks").run().nb
     outputs = _outputs_by_tag(executed)
     for tag, needle in EXPECTED.get(path.name, []):
         assert tag in outputs, f"{path.name} has no cell tagged {tag}"
