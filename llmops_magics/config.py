@@ -10,6 +10,7 @@ ran under" a value that can be recorded in lineage.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import threading
 from dataclasses import dataclass, field
@@ -66,6 +67,13 @@ class Settings:
     max_scorer_calls : int
         Most scorer and judge calls one shadow run may make; a run that would need
         more is refused before any generation.
+    protected_aliases : tuple of str
+        Aliases (``champion``, ``production``) only ``%llm_promote`` may move, or a move
+        forced with a recorded reason (``--force --why``).
+    prices : dict
+        Model ref or label -> price: ``"0.15/1M in,0.60/1M out"`` for API-priced models,
+        ``"2.50/h"`` for self-hosted serving hardware; ``%%llm`` and ``%%shadow`` show the
+        cost of 1,000 requests from it.
     """
 
     home: Path = Path(".llmops")
@@ -80,6 +88,8 @@ class Settings:
     mlflow_timeout_s: float = 10.0
     redact_text: str = ""
     max_scorer_calls: int = 10_000
+    protected_aliases: tuple = ()
+    prices: dict = field(default_factory=dict)
 
     def __post_init__(self):
         if self.backend not in BACKENDS:
@@ -106,6 +116,23 @@ class Settings:
         if calls < 1:
             raise ConfigError(f"max_scorer_calls must be a whole number of at least 1, got {self.max_scorer_calls!r}")
         object.__setattr__(self, "max_scorer_calls", calls)
+        aliases = self.protected_aliases
+        if isinstance(aliases, str):  # LLMOPS_PROTECTED_ALIASES=champion,production
+            aliases = [a for a in aliases.replace(",", " ").split() if a]
+        if not isinstance(aliases, (list, tuple, set, frozenset)) or not all(isinstance(a, str) for a in aliases):
+            raise ConfigError(f"protected_aliases must be a list of alias names, got {self.protected_aliases!r}")
+        object.__setattr__(self, "protected_aliases", tuple(aliases))
+        prices = self.prices
+        if isinstance(prices, str):  # LLMOPS_PRICES='{"chat@champion": "2.50/h"}'
+            try:
+                prices = json.loads(prices) if prices.strip() else {}
+            except ValueError:
+                prices = None
+        if not isinstance(prices, dict) or not all(isinstance(k, str) for k in prices):
+            raise ConfigError(
+                f"prices must be a dict of model ref -> price, e.g. {{'chat@champion': '2.50/h'}}, got {self.prices!r}"
+            )
+        object.__setattr__(self, "prices", dict(prices))
 
     @property
     def resolved_tracking_uri(self) -> str:
@@ -138,6 +165,8 @@ def _from_env() -> Settings:
         ("mlflow_timeout_s", "LLMOPS_MLFLOW_TIMEOUT_S"),
         ("redact_text", "LLMOPS_REDACT_TEXT"),
         ("max_scorer_calls", "LLMOPS_MAX_SCORER_CALLS"),
+        ("protected_aliases", "LLMOPS_PROTECTED_ALIASES"),
+        ("prices", "LLMOPS_PRICES"),
     ):
         if env.get(var):
             kw[name] = env[var]

@@ -51,3 +51,19 @@ class DigestMismatch(LlmopsError):
 
 class PinDrift(LlmopsError):
     """A pinned alias moved or pinned files changed since the pin (``%llm_pin --check``)."""
+
+
+class PromotionRefused(LlmopsError):
+    """``%llm_promote`` found no evidence that allows the move; the message says which is missing."""
+
+
+class AliasProtected(LlmopsError):
+    """A protected alias can only be moved by a promotion or a forced move with a reason."""
+
+
+class AliasRace(LlmopsError):
+    """An alias moved, or was being moved, while this process checked it: nothing was changed."""
+
+
+class VerifyUsageError(LlmopsError):
+    """``llmops-magics verify`` cannot run: no lockfile, a notebook saved without per-generation lineage."""

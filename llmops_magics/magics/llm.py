@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from IPython.core.magic import Magics, cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
-from traitlets import Bool, Dict, Enum, Float, Integer, Unicode, default, observe
+from traitlets import Bool, Dict, Enum, Float, Integer, List, Unicode, default, observe
 
 from .. import config
 from ..core.generation.llm import llm as run_llm
@@ -66,6 +66,12 @@ class LlmopsMagics(Magics):
     max_scorer_calls = Integer(
         config=True, help="Most scorer/judge calls one %shadow may make (refused before it runs)."
     )
+    protected_aliases = List(
+        Unicode(), config=True, help="Aliases only %llm_promote (or --force --why) may move, e.g. ['champion']."
+    )
+    prices = Dict(
+        config=True, help="Model ref -> price ('0.15/1M in,0.60/1M out' or '2.50/h'): cost per 1,000 requests."
+    )
 
     @default("home")
     def _d_home(self):
@@ -111,6 +117,14 @@ class LlmopsMagics(Magics):
     def _d_max_scorer_calls(self):
         return config.settings().max_scorer_calls
 
+    @default("protected_aliases")
+    def _d_protected_aliases(self):
+        return list(config.settings().protected_aliases)
+
+    @default("prices")
+    def _d_prices(self):
+        return dict(config.settings().prices)
+
     @observe(
         "home",
         "tracking_uri",
@@ -123,6 +137,8 @@ class LlmopsMagics(Magics):
         "mlflow_timeout_s",
         "redact_text",
         "max_scorer_calls",
+        "protected_aliases",
+        "prices",
     )
     def _push_setting(self, change):
         # A rejected value (e.g. backend=openai without an endpoint) raises ConfigError here.
