@@ -12,6 +12,7 @@ from .core.generation.engine_list import engine_log, list_engines, stop_engine
 from .core.generation.engines import release_all
 from .core.generation.llm import LlmResult, llm
 from .core.lineage.views import export_openlineage, lineage_cell, lineage_sync, lineage_table
+from .core.promote import promote
 from .core.registry.aliases import alias_history, move_alias
 from .core.registry.models import ModelRef, list_models, register_model
 from .core.registry.pins import PinSet, check_pins, clear_pins, load_lock, pin, pins, save_lock, unpin
@@ -22,6 +23,7 @@ from .core.shadow.result import ShadowResult
 from .core.shadow.run import shadow
 from .core.vectors.migration import Migration, migration
 from .core.vectors.table import create_index, describe_table, search
+from .core.verify import verify
 from .errors import LlmopsError
 from .version import __version__
 from .widgets import register_views as _register_views
@@ -37,6 +39,7 @@ __all__ = [
     "list_models",
     "ModelRef",
     "move_alias",
+    "promote",
     "alias_history",
     "pin",
     "pins",
@@ -69,6 +72,7 @@ __all__ = [
     "lineage_cell",
     "lineage_sync",
     "export_openlineage",
+    "verify",
     "load_ipython_extension",
     "unload_ipython_extension",
 ]

@@ -129,6 +129,43 @@ def cmd_reference(args) -> int:
     return 0
 
 
+def cmd_gate(args) -> int:
+    """Exit 0 when the shadow run's recorded verdict meets the bar, 1 when not (2: usage)."""
+    from .core.promote import gate_run  # deferred: MLflow's import is for this command only
+
+    decision = gate_run(
+        args.run_id,
+        require=args.require,
+        min_cases=args.min_cases,
+        review=args.review,
+        min_win_rate=args.min_win_rate,
+    )
+    print(decision)
+    return 0 if decision.ok else 1
+
+
+def cmd_verify(args) -> int:
+    """Execute a saved notebook under its lockfile; one line per generating cell.
+
+    Exit 0 nothing changed, 1 changed with the same pins and hardware, 3 changed and
+    something named differs, 2 usage errors."""
+    import json
+
+    # deferred: nbclient and a kernel's stack, needed by this command only
+    from .core.verify import verify
+    from .errors import VerifyUsageError
+
+    try:
+        result = verify(args.notebook, lock=args.lock, cells=args.cells, timeout=args.timeout)
+    except VerifyUsageError as e:
+        if not args.json:
+            raise
+        print(json.dumps({"notebook": args.notebook, "status": "usage error", "error": str(e), "exit_code": 2}))
+        return 2
+    print(result.to_json() if args.json else result.text())
+    return result.exit_code
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="llmops-magics", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -152,6 +189,22 @@ def build_parser() -> argparse.ArgumentParser:
     ref.add_argument("--output", default="docs/magics.md")
     ref.add_argument("--check", action="store_true", help="fail if the file is out of date")
     ref.set_defaults(fn=cmd_reference)
+    gate = sub.add_parser("gate", help="exit 0 when a shadow run's recorded verdict meets the bar, 1 when not")
+    gate.add_argument("run_id", help="MLflow run id of a %%%%shadow comparison")
+    gate.add_argument("--require", choices=["equivalent", "better"], default="equivalent")
+    gate.add_argument("--min-cases", type=int, default=0)
+    gate.add_argument("--review", action="store_true", help="also require the run's human review")
+    gate.add_argument("--min-win-rate", type=float, default=0.4, help="lower 95%% bound of the candidate's win share")
+    gate.set_defaults(fn=cmd_gate)
+    verify = sub.add_parser(
+        "verify", help="re-run a saved notebook under its lockfile and compare every generation with its lineage"
+    )
+    verify.add_argument("notebook", help="the executed, saved notebook (it is not written)")
+    verify.add_argument("--lock", default=None, help="lockfile (default: llmops.lock.json beside the notebook)")
+    verify.add_argument("--cells", default=None, help="execution counts to compare, e.g. 3,7 (default: all)")
+    verify.add_argument("--json", action="store_true", help="one JSON document instead of the table")
+    verify.add_argument("--timeout", type=int, default=600, help="seconds per cell")
+    verify.set_defaults(fn=cmd_verify)
     return parser
 
 

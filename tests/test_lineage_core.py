@@ -143,7 +143,7 @@ def test_recorder_captures_status_events_pins_and_redacts(recorder, tmp_path):
     assert PLANTED["openai"] not in bad.source and REDACTED in bad.source
     assert ok.pins == pins and ok.cell_id == "cell-1" and ok.notebook == "work/analysis.ipynb"
     b = gen.bundle()
-    assert b["version"] == 1 and b["status"] == "ok" and b["execution_count"] == 3
+    assert b["version"] == 2 and b["status"] == "ok" and b["execution_count"] == 3
     assert b["models"] == [{"name": "chat", "version": "2", "digest": None, "backend": "vllm"}]
     assert b["prompts"] == [{"name": "summarize", "version": "4", "digest": "sha256:ab"}]
     assert b["runs"] == [{"run_id": "0123456789abcdef", "experiment_id": "1", "kind": "generation"}]

@@ -130,7 +130,7 @@ def test_llm_cell_shows_a_bundle_and_links_to_its_run(kernel, home, client, tmp_
     bundles = [o["data"] for o in outputs if o["type"] == "display_data" and MIME in o["data"]]
     assert len(bundles) == 1
     b, text = bundles[0][MIME], bundles[0]["text/plain"]
-    assert b["version"] == 1 and b["cell_id"] == "c-llm" and b["status"] == "ok"
+    assert b["version"] == 2 and b["cell_id"] == "c-llm" and b["status"] == "ok"
     assert b["models"][0]["backend"] == "transformers" and b["tokens"]["completion"] > 0
     run = b["runs"][0]
     assert text.startswith("lineage: model default · run ") and run["run_id"][:8] in text

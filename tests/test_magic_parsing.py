@@ -118,6 +118,23 @@ CASES = [
     ),
     Case(
         "line",
+        "llm_promote",
+        "model 'my chat' \"challenger\" --to 'champion' --require better --min-cases 3 --force --why 'hot fix'",
+        f"{M}.promote.promote",
+        (),
+        {
+            "kind": "model",
+            "name": "my chat",
+            "version": "challenger",
+            "to": "champion",
+            "require": "better",
+            "min_cases": "3",
+            "force": True,
+            "why": "hot fix",
+        },
+    ),
+    Case(
+        "line",
         "llm_alias",
         "--history prompt \"my prompt\" 'production'",
         f"{M}.alias.alias_history",

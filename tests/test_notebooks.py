@@ -41,6 +41,9 @@ EXPECTED = {
         ("shadow-verdict", "differing cases: 6 of 6"),
         # Different answers are a behaviour change; no quality check says they are worse.
         ("shadow-verdict", "behaviour: changed"),
+        ("shadow", "cost / 1,000 requests: primary $"),
+        # Six cases and an inconclusive verdict are no evidence: the gate refuses in one line.
+        ("promote", "refused: "),
         ("app-traces", "traced 3 production calls"),
         ("traces-verdict", "behaviour: changed"),
         ("traces-verdict", "recorded side: recorded"),

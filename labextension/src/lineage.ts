@@ -9,8 +9,8 @@
 
 export const LINEAGE_MIME = 'application/vnd.llmops.lineage+json';
 
-/** The record versions this extension understands. */
-export const LINEAGE_VERSION = 1;
+/** The newest record version this extension reads (it reads older ones too). */
+export const LINEAGE_VERSION = 2;
 
 export interface PromptUse {
   name: string;

@@ -37,7 +37,12 @@ describe('parseLineage', () => {
   it('refuses a non-object and a newer record version with the fix', () => {
     expect(() => parseLineage('[1, 2]')).toThrow(LineageFormatError);
     expect(() => parseLineage('{oops')).toThrow('not JSON');
-    expect(() => parseLineage(bundle({ version: 2 }))).toThrow(/pip install -U llmops-magics/);
+    expect(() => parseLineage(bundle({ version: 3 }))).toThrow(/pip install -U llmops-magics/);
+  });
+
+  it('reads version 1 records (saved before per-generation digests) and version 2', () => {
+    expect(parseLineage(bundle({ version: 1 })).version).toBe(1);
+    expect(parseLineage(bundle({ version: 2 })).version).toBe(2);
   });
 });
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..backends import default_models as dm
+from ..backends.hardware import CPU_FLAGS, cpu_info
 from ..backends.vllm_backend import vllm_version
 from ..config import Settings
 from ..errors import ModelNotFound
@@ -52,26 +53,6 @@ def check_torch() -> Check:
     if v is None:
         return Check("torch", "fail", "not installed", "pip install 'llmops-magics[cpu]' (or [gpu])")
     return Check("torch", "ok", v)
-
-
-# The CPU features that decide how fast and how faithfully bfloat16 runs.
-CPU_FLAGS = ("amx_bf16", "amx_tile", "avx512_bf16", "avx512f", "avx2")
-
-
-def cpu_info() -> tuple[str, list[str]]:
-    """The CPU's model name and which of :data:`CPU_FLAGS` it has (Linux ``/proc/cpuinfo``)."""
-    name, flags = platform.processor() or platform.machine(), set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name" and not flags:
-                name = value.strip()
-            elif key.strip() == "flags":
-                flags = set(value.split())
-                break
-    except OSError:  # not Linux: the flags are unknown
-        pass
-    return name, [f for f in CPU_FLAGS if f in flags]
 
 
 def dtype_choice(gpu: bool, flags: list[str]) -> tuple[str, str]:

@@ -62,6 +62,17 @@ class Generation(Event):
     run_id: str | None = None
     run_key: str | None = None
     experiment_id: str | None = None
+    # Per generation, for ``llmops-magics verify`` (bundle version 2; absent in version 1):
+    # what went in and came out (sha256 each, in prompt order) and everything that decides it.
+    input_digests: list | tuple | None = None
+    output_digests: list | tuple | None = None
+    sampling: dict | None = None
+    engine_args: dict | None = None
+    engine_version: str | None = None  # "vllm 0.11.0", "transformers 4.57.1"
+    base_digest: str | None = None  # the served base weights, as on disk
+    adapter: str | None = None
+    adapter_digest: str | None = None
+    hardware: dict | None = None  # {"device", "name", "class"}: the ISA class or GPU model
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -94,6 +105,16 @@ class AliasMoved(Event):
     from_: int | str | None = None
     to: int | str | None = None
     user: str | None = None
+    run_id: str | None = None  # the run that justified the move (a shadow run for a promotion)
+    promotion: bool = False  # put there by the promotion gate
+    forced_why: str | None = None  # moved with --force: the reason given
+
+    def _items(self):
+        # A plain move reads as it always did; the promotion fields appear when they say something.
+        for key, value in super()._items():
+            if key in ("run_id", "promotion", "forced_why") and not value:
+                continue
+            yield key, value
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -133,6 +154,10 @@ class ShadowRan(Event):
     serving: dict | None = None
     run_id: str | None = None
     run_key: str | None = None
+    # For ``llmops-magics verify``: each case's request and each side's answers (sha256).
+    input_digests: list | tuple | None = None
+    output_digests: dict | None = None  # {"primary": [...], "candidate": [...]}
+    hardware: dict | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

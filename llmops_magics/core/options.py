@@ -156,6 +156,7 @@ THRESHOLD_RULES: dict[str, Rule] = {
         ("latency_margin", "number", 0.2, 0, None),
         ("bootstrap", "whole", 2000, 100, None),
         ("seed", "whole", 0, None, None),
+        ("max_cost_ratio", "number", 1.5, 0.01, None),  # issue 20: candidate cost / primary cost
     )
 }
 

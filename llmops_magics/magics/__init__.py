@@ -8,6 +8,7 @@ from .lineage import LineageMagics
 from .llm import LlmopsMagics
 from .model import ModelMagics
 from .pin import PinMagics
+from .promote import PromoteMagics
 from .prompt import PromptMagics
 from .shadow import ShadowMagics
 
@@ -20,6 +21,7 @@ MAGICS = (
     PromptMagics,
     ModelMagics,
     AliasMagics,
+    PromoteMagics,
     PinMagics,
     EngineMagics,
 )
@@ -34,6 +36,7 @@ __all__ = [
     "PromptMagics",
     "ModelMagics",
     "AliasMagics",
+    "PromoteMagics",
     "PinMagics",
     "EngineMagics",
 ]

@@ -25,16 +25,22 @@ class AliasCommand:
     alias: str | None = None
     version: str | None = None
     run_id: str | None = None
+    force: bool = False
+    why: str | None = None
 
     @classmethod
     def from_args(cls, args) -> AliasCommand:
+        if args.force and not (args.why or "").strip():
+            raise UsageError('--force needs a reason: --force --why "..." (it is recorded in the alias history)')
+        if args.why and not args.force:
+            raise UsageError("--why goes with --force")
         if args.history:
-            if args.version is not None or args.run is not None:
+            if args.version is not None or args.run is not None or args.force:
                 raise UsageError("--history takes KIND NAME [ALIAS], e.g. %llm_alias --history prompt summarize")
             return cls("history", args.kind, args.name, args.alias)
         if args.alias is None or args.version is None:
             raise UsageError(f"give ALIAS and VERSION, e.g. %llm_alias {args.kind} {args.name} production 4")
-        return cls("move", args.kind, args.name, args.alias, args.version, args.run)
+        return cls("move", args.kind, args.name, args.alias, args.version, args.run, args.force, args.why)
 
 
 @magics_class
@@ -48,6 +54,8 @@ class AliasMagics(Magics):
     @argument("version", nargs="?", default=None, help="Version the alias points to after the move.")
     @argument("--history", action="store_true", help="Show who moved which alias, when, from and to.")
     @argument("--run", default=None, help="The MLflow run that justifies the move (shown in the history).")
+    @argument("--force", action="store_true", help="Move a protected alias without a promotion (needs --why).")
+    @argument("--why", default=None, help="The reason for --force, recorded in the alias history.")
     @line_magic
     @user_errors
     def llm_alias(self, line):
@@ -55,7 +63,9 @@ class AliasMagics(Magics):
         cmd = parse_command(self.llm_alias, line, AliasCommand)
         if cmd.kind == "history":
             return alias_history(cmd.target, cmd.name, cmd.alias)
-        moved = move_alias(cmd.target, cmd.name, cmd.alias, cmd.version, run_id=cmd.run_id)
+        moved = move_alias(
+            cmd.target, cmd.name, cmd.alias, cmd.version, run_id=cmd.run_id, force=cmd.force, why=cmd.why
+        )
         if moved is None:
             return Note(f"{cmd.target} {cmd.name}: {cmd.alias} already points to {cmd.version}; nothing moved")
         return moved

@@ -29,6 +29,7 @@ class LlmCommand:
     log: bool
     prompt: str | None
     variables: dict  # --var NAME=VALUE, read here so a malformed one is a usage error
+    price: str | None = None  # --price '2.50/h' or '0.15/1M in,0.60/1M out'; core checks it
 
     @classmethod
     def from_args(cls, args) -> LlmCommand:
@@ -43,6 +44,7 @@ class LlmCommand:
             log=not args.no_log,
             prompt=args.prompt,
             variables=parse_variables(args.var),
+            price=args.price,
         )
 
 
@@ -159,6 +161,11 @@ class LlmopsMagics(Magics):
         help="Prompt ref, e.g. summarize@production (pins apply); the cell fills its unset variable.",
     )
     @argument("--var", action="append", default=[], help="Template variable NAME=VALUE (repeatable).")
+    @argument(
+        "--price",
+        default=None,
+        help="Price: '2.50/h' (serving hardware) or '0.15/1M in,0.60/1M out'; shows the cost of 1,000 requests.",
+    )
     @cell_magic
     @user_errors
     def llm(self, line, cell):

@@ -9,6 +9,7 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 
 from .. import config
+from ..core.cost import parse_price_options
 from ..core.shadow.run import shadow as run_shadow
 from ..errors import BadInput
 from .args import as_kwargs, parse_command
@@ -50,8 +51,9 @@ class ShadowCommand:
 
     inputs: str | None  # a notebook variable's name; None: the cell holds the inputs
     primary: str | None  # None only with --baseline (the earlier run's answers are the primary)
-    candidate: str
+    candidate: str | None  # None with --candidate-prompt: the primary's model
     prompt: str | None
+    candidate_prompt: str | None
     n: int | str | None
     sample_seed: int | str
     max_tokens: int | str
@@ -76,6 +78,7 @@ class ShadowCommand:
     baseline_side: str
     scorers: tuple  # names of Scorer objects in the notebook namespace
     max_scorer_calls: int | str | None
+    prices: dict  # --price REF=PRICE (repeatable), each price checked here: a malformed one is one line
 
     @classmethod
     def from_args(cls, args) -> ShadowCommand:
@@ -84,6 +87,7 @@ class ShadowCommand:
             primary=args.primary,
             candidate=args.candidate,
             prompt=args.prompt,
+            candidate_prompt=args.candidate_prompt,
             n=args.n,
             sample_seed=args.sample_seed,
             max_tokens=args.max_tokens,
@@ -108,6 +112,7 @@ class ShadowCommand:
             baseline_side=args.baseline_side,
             scorers=tuple(args.scorer),
             max_scorer_calls=args.max_scorer_calls,
+            prices=parse_price_options(args.price),
         )
 
 
@@ -125,8 +130,17 @@ class ShadowMagics(Magics):
         default=None,
         help="Model ref in production now (e.g. chat@champion), or 'recorded' (the answers the traces hold).",
     )
-    @argument("--candidate", required=True, help="Model ref to compare (e.g. chat@challenger).")
+    @argument(
+        "--candidate",
+        default=None,
+        help="Model ref to compare (e.g. chat@challenger); default with --candidate-prompt: the primary's.",
+    )
     @argument("--prompt", default=None, help="Prompt ref; inputs fill its template variables.")
+    @argument(
+        "--candidate-prompt",
+        default=None,
+        help="Another version of --prompt for the candidate (e.g. summarize/3): compares prompt versions.",
+    )
     @argument("--inputs", default=None, help="Name of a list or pandas DataFrame/Series in the namespace.")
     @argument("--n", default=None, help="Compare a reproducible sample of N inputs.")
     @argument("--sample-seed", default=0, help="Seed of the --n sample.")
@@ -154,6 +168,12 @@ class ShadowMagics(Magics):
     @argument("--baseline-side", default="candidate", help="Which side of the --baseline run to replay.")
     @argument("--scorer", action="append", default=[], help="Name of an MLflow Scorer in the notebook (repeatable).")
     @argument("--max-scorer-calls", default=None, help="Refuse a run whose scorers would be called more often.")
+    @argument(
+        "--price",
+        action="append",
+        default=[],
+        help="REF=PRICE (repeatable): 'chat@challenger=0.15/1M in,0.60/1M out' or 'chat@champion=2.50/h'.",
+    )
     @argument("--backend", choices=list(config.BACKENDS), default=None, help="Override the backend.")
     @argument("--no-log", action="store_true", help="Do not record an MLflow run.")
     @line_cell_magic

@@ -44,9 +44,11 @@ def from_baseline(run_id: str, side: str, *, redact_text: str | None = None, cfg
         )
     items, answers, inputs = [], [], []
     for row in rows:
-        messages = _messages(row)
+        messages = _messages(row, side)
         items.append({"messages": list(redaction.messages(redact, messages))})
-        inputs.append(redact(str(row.get("prompt", messages[-1]["content"]))))
+        # A prompt comparison's candidate answered its own prompt version: replay that request.
+        shown = row.get("candidate_prompt") if side == "candidate" and row.get("candidate_messages") else None
+        inputs.append(redact(str(shown or row.get("prompt", messages[-1]["content"]))))
         answers.append(
             RecordedAnswer(
                 text=redact(str(row[f"{side}_output"])),
@@ -104,8 +106,8 @@ def _run(run_id: str, cfg: Settings) -> tuple[dict, dict]:
     return dict(run.data.params), json.loads(text)
 
 
-def _messages(row: dict) -> tuple[dict, ...]:
-    raw = row.get("messages")
+def _messages(row: dict, side: str = "primary") -> tuple[dict, ...]:
+    raw = (row.get("candidate_messages") if side == "candidate" else None) or row.get("messages")
     if raw:
         found = json.loads(raw) if isinstance(raw, str) else raw
         return tuple({"role": m["role"], "content": str(m["content"])} for m in found)

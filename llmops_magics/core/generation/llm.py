@@ -6,15 +6,18 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from ...backends import hardware, vllm_backend
 from ...backends.base import GenerationRequest, GenerationResult, Sampling
 from ...config import Settings, settings
 from ...errors import BadInput, TrackingError
 from .. import events, options, tracking
+from ..cost import Cost, check_prices, cost_of, lookup_price, parse_price
 from ..display import esc, html_table, run_link, text_table, warnings_block
 from ..paths import shown_path
 from ..registry.prompts import prompt_requests
 from ..registry.resolve import resolve_prompt
 from ..tracking import trace_write
+from ..verify.fingerprint import messages_digest, text_digest
 from .digests import adapter_digest, folder_digest
 from .engines import Engine, get_engine
 from .resolve import ResolvedModel, resolution_note, resolve_chat_model
@@ -39,6 +42,8 @@ class LlmResult:
     run_key: str | None = None
     # The MLflow trace of each generation, in prompt order (None where one was not written).
     trace_ids: list = field(default_factory=list)
+    # Cost of 1,000 requests like these (tokens and seconds without a price): issue 20.
+    cost: Cost | None = None
 
     @property
     def dtype(self) -> str:
@@ -72,9 +77,13 @@ class LlmResult:
     def _summary(self) -> str:
         run = f" · run {self.run_id[:8]}" if self.run_id else ""
         serving = f" ({self.dtype}, {self.device})" if self.dtype else ""
+        cost = ""
+        if self.cost is not None:
+            priced = self.cost.per_1k is not None
+            cost = f" · {self.cost} / 1,000 requests" if priced else f" · per 1,000 requests: {self.cost}"
         return (
             f"model {self.model.label} · backend {self.backend}{serving} · tokens {self.prompt_tokens} in / "
-            f"{self.completion_tokens} out · {self.latency_s:.2f} s{run}"
+            f"{self.completion_tokens} out · {self.latency_s:.2f} s{cost}{run}"
         )
 
     def __str__(self) -> str:
@@ -137,6 +146,7 @@ def llm(
     backend: str | None = None,
     log: bool = True,
     cfg: Settings | None = None,
+    price: str | None = None,
 ) -> LlmResult:
     """Send one prompt (or several) to a chat model.
 
@@ -161,6 +171,10 @@ def llm(
     log : bool
         Record the generation as an MLflow run and each answer as an MLflow trace linked
         to it (default True).
+    price : str, optional
+        ``"0.15/1M in,0.60/1M out"`` or ``"2.50/h"`` (serving hardware); default: the
+        model's entry in ``Settings.prices`` (by ref, label, then name). ``cost`` is then
+        what 1,000 requests like these cost, from this call's tokens and wall time.
 
     Returns
     -------
@@ -171,6 +185,9 @@ def llm(
     """
     cfg = cfg or settings()
     sampling = options.sampling(max_tokens, temperature, seed)
+    # Prices checked before any work: a typo costs nothing.
+    given_price = parse_price(price, what="--price") if price is not None else None
+    prices = check_prices(cfg.prices, what="LlmopsMagics.prices")
     template = None
     if prompt is not None:
         template = resolve_prompt(prompt, cfg)
@@ -190,9 +207,12 @@ def llm(
     progress = f"generating with {resolved.label}" if len(requests) > 1 else None
     started = time.time_ns()
     results = engine.generator.generate(requests, progress=progress)
+    wall_s = (time.time_ns() - started) / 1e9  # one batch: its requests overlap
     result = LlmResult(
         prompts, results, resolved, engine.backend, engine.choice.reason, sampling, serving=engine.serving()
     )
+    chosen = given_price or lookup_price(prices, (model, resolved.ref, resolved.label, resolved.name))
+    result.cost = cost_of(chosen, [r.prompt_tokens for r in results], [r.completion_tokens for r in results], wall_s)
     if template is not None:
         result.extra["prompt"] = template
     if log:
@@ -236,6 +256,7 @@ def llm(
                 if template is not None
                 else None
             ),
+            **_verifiable(result, message_sets, engine, cfg),
         )
     )
     return result
@@ -272,6 +293,7 @@ def _log(result: LlmResult, system: str | None, cfg: Settings, started: float, e
             "temperature": s.temperature,
             "seed": s.seed,
             "system": system or "",
+            "price": result.cost.price.text if result.cost is not None and result.cost.price else "",
             "n_prompts": len(result.prompts),
             **({"prompt": result.extra["prompt"].label} if "prompt" in result.extra else {}),
         },
@@ -280,6 +302,7 @@ def _log(result: LlmResult, system: str | None, cfg: Settings, started: float, e
             "completion_tokens": result.completion_tokens,
             "latency_s": result.latency_s,
             "tokens_per_s": result.completion_tokens / total_latency,
+            **_cost_metrics(result.cost),
         },
         tables={"generations.json": {"prompt": result.prompts, "answer": result.answers}},
         cfg=cfg,
@@ -332,6 +355,14 @@ def _traces(result: LlmResult, message_sets, engine: Engine, cfg: Settings, star
     ]
 
 
+def _cost_metrics(cost: Cost | None) -> dict:
+    """``cost_per_1k`` with a price, ``seconds_per_1k`` whenever the wall time is known."""
+    if cost is None:
+        return {}
+    out = {"seconds_per_1k": cost.seconds_per_1k, "cost_per_1k": cost.per_1k}
+    return {k: v for k, v in out.items() if v is not None}
+
+
 def _prompt_tags(template) -> dict:
     if template is None:
         return {}
@@ -339,3 +370,33 @@ def _prompt_tags(template) -> dict:
         "llmops.prompt": template.label,
         "llmops.prompt_digest": template.digest,
     }
+
+
+def _verifiable(result: LlmResult, message_sets, engine: Engine, cfg: Settings) -> dict:
+    """The per-generation fields ``llmops-magics verify`` compares: input and output
+    digests and everything that decides an answer (sampling, serving, weights as served,
+    hardware). Weight digests are cached by size and mtime: cheap after the first call."""
+    m, s = result.model, result.sampling
+    return {
+        "input_digests": [messages_digest(messages) for messages in message_sets],
+        "output_digests": [text_digest(r.text) for r in result.results],
+        "sampling": {"max_tokens": s.max_tokens, "temperature": s.temperature, "seed": s.seed, "top_p": s.top_p},
+        "engine_args": dict(engine.key.options) if engine.key is not None else dict(cfg.engine_args),
+        "engine_version": _engine_version(engine.backend),
+        "base_digest": folder_digest(m.base_path, cfg),
+        "adapter": shown_path(m.adapter.path, cfg=cfg) if m.adapter else None,
+        "adapter_digest": adapter_digest(m.adapter.path, cfg) if m.adapter else None,
+        "hardware": hardware.describe(engine.device) if engine.backend in ("vllm", "transformers") else None,
+    }
+
+
+def _engine_version(backend: str) -> str | None:
+    """``vllm 0.11.0`` / ``transformers 4.57.1``: the library that computed the answers."""
+    from importlib import metadata  # deferred: needed only here, once per generation
+
+    if backend == "vllm":
+        return f"vllm {vllm_backend.vllm_version()}"
+    try:
+        return f"{backend} {metadata.version(backend)}"
+    except (metadata.PackageNotFoundError, ValueError):  # a remote server's version is its own
+        return None

@@ -30,7 +30,8 @@ from .ship import Shipper
 from .spool import Spool, spool_dir
 
 MIME = "application/vnd.llmops.lineage+json"
-BUNDLE_VERSION = 1
+# 2: generation events carry per-generation digests, sampling, serving and hardware (verify).
+BUNDLE_VERSION = 2
 
 
 def _iso(ts: float) -> str:
@@ -75,7 +76,7 @@ class LineageRecord:
         return derive(self.events)
 
     def bundle(self) -> dict:
-        """The ``application/vnd.llmops.lineage+json`` payload (version 1 contract)."""
+        """The ``application/vnd.llmops.lineage+json`` payload (version 2; readers accept 1)."""
         d = self.derived()
         return {
             "version": BUNDLE_VERSION,

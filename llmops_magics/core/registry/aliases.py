@@ -30,11 +30,13 @@ def move_alias(
     *,
     run_id: str | None = None,
     evidence: str | None = None,
+    force: bool = False,
+    why: str | None = None,
     cfg: Settings | None = None,
 ) -> AliasMove | None:
     """Point ``alias`` of a prompt or model at ``version`` and record the move.
 
-    The Python twin of ``%llm_alias KIND NAME ALIAS VERSION [--run RUN_ID]``. Besides the
+    The Python twin of ``%llm_alias KIND NAME ALIAS VERSION [--run RUN_ID] [--force --why "..."]``. Besides the
     record (a tag per move), the readable history on the MLflow page is rewritten: a block
     in the description (``champion: 1 -> 2 · alice · 2026-12-05 12:15 · shadow run 629d51e5``,
     newest first) and, for prompts, the tag ``alias history`` (the prompt page shows tags).
@@ -52,6 +54,9 @@ def move_alias(
         The MLflow run that justified the move (kept in the record, shown in the history).
     evidence : str, optional
         What that run is, in words ("shadow run"); "run" when not given.
+    force, why : bool, str
+        Move a protected alias (``cfg.protected_aliases``) without a promotion; ``why`` is
+        required with ``force`` and recorded in the history.
 
     Returns
     -------
@@ -59,8 +64,15 @@ def move_alias(
         None when the alias already pointed at ``version`` (nothing moved, nothing recorded).
         Its ``note`` says so when the move is recorded but the readable history could not be
         rewritten.
+
+    Raises
+    ------
+    AliasProtected
+        When ``alias`` is protected and already set, unless forced with a reason.
     """
-    return kind_of(kind).move_alias(name, alias, version, run_id=run_id, evidence=evidence, cfg=cfg)
+    return kind_of(kind).move_alias(
+        name, alias, version, run_id=run_id, evidence=evidence, force=force, why=why, cfg=cfg
+    )
 
 
 @bounded_command

@@ -14,7 +14,7 @@ from dataclasses import asdict, replace
 from typing import ClassVar
 
 from ...config import Settings, settings
-from ...errors import BadInput, LlmopsError
+from ...errors import AliasProtected, AliasRace, BadInput, LlmopsError
 from .. import events
 from ..tracking import bounded_command, client, is_not_found, mlflow_errors
 from ..tracking.errors import error_code
@@ -29,6 +29,8 @@ _ALIAS_NOT_SET = "INVALID_PARAMETER_VALUE"
 # Rounds of read, rewrite, read back before leaving the readable history to a concurrent
 # mover (who reads back after their own write, so one of the two leaves every move in).
 _REWRITE_ROUNDS = 4
+# ``move_alias(expect_from=ANY)``: move from wherever the alias points.
+ANY = object()
 
 
 class RegistryKind(ABC):
@@ -128,29 +130,61 @@ class RegistryKind(ABC):
         *,
         run_id: str | None = None,
         evidence: str | None = None,
+        promotion: bool = False,
+        force: bool = False,
+        why: str | None = None,
+        expect_from: int | None | object = ANY,
         cfg: Settings | None = None,
     ) -> AliasMove | None:
         """Point ``alias`` at ``version`` and record the move in the history; None when it was there.
 
         ``run_id`` names the run that justified the move and ``evidence`` what it is
-        ("shadow run"); both go into the record and the readable history.
+        ("shadow run"); both go into the record and the readable history. A protected alias
+        (``cfg.protected_aliases``) that is already set moves only with ``promotion`` (the
+        gate, :mod:`..promote`, checked the evidence) or ``force`` with ``why`` (recorded).
+        ``expect_from``: the version the caller saw the alias at (None: unset); when the
+        alias points elsewhere now, nothing moves and :class:`AliasRace` says so.
         """
         cfg = cfg or settings()
         name, alias = check_name(name, f"{self.name} name"), check_alias_name(alias)
         version = _version_number(version)
+        why = _one_line_why(force, why)
         self.load(name, version, cfg)  # says which versions exist when this one does not
         before = self.alias_target(name, alias, cfg=cfg)
+        if expect_from is not ANY and before != expect_from:
+            was = "unset" if expect_from is None else expect_from
+            raise AliasRace(
+                f"{self.name} {name}@{alias} moved from {was} to {before} while this move was checked "
+                f"(another notebook promoting at once?): nothing changed"
+            )
         if before == version:
             return None
+        if before is not None and alias in cfg.protected_aliases and not (promotion or why):
+            raise AliasProtected(
+                f"{self.name} {name}@{alias} is protected: move it with %llm_promote {self.name} {name} {version} "
+                f'--to {alias}, or record why with --force --why "..."'
+            )
         run_id = (str(run_id).strip() or None) if run_id is not None else None
-        move = AliasMove(self.name, name, alias, before, version, who(cfg), now_iso(), run_id, evidence or None)
+        move = AliasMove(
+            self.name, name, alias, before, version, who(cfg), now_iso(), run_id, evidence or None, promotion, why
+        )
         key, value = move_tag(move)
         c = client(cfg)
         with mlflow_errors(f"move alias {name}@{alias}", cfg):
             self._set_alias(c, name, alias, version)
             self._set_tag(c, name, key, value)
         events.emit(
-            events.AliasMoved(registry=self.name, name=name, alias=alias, from_=before, to=version, user=move.user)
+            events.AliasMoved(
+                registry=self.name,
+                name=name,
+                alias=alias,
+                from_=before,
+                to=version,
+                user=move.user,
+                run_id=run_id,
+                promotion=promotion,
+                forced_why=why,
+            )
         )
         try:
             self.show_history(name, cfg=cfg)
@@ -191,6 +225,14 @@ class RegistryKind(ABC):
         if tags is None:
             raise missing
         return read_history(self.name, name, tags, alias)
+
+
+def _one_line_why(force: bool, why: str | None) -> str | None:
+    """The reason of a forced move, on one line; ``force`` without one is a usage error."""
+    why = " ".join(str(why or "").split()) or None
+    if force and not why:
+        raise BadInput('--force needs a reason: --force --why "..." (it is recorded in the alias history)')
+    return why if force else None
 
 
 def _version_number(version) -> int:

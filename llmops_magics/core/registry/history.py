@@ -1,7 +1,8 @@
 """The alias history MLflow itself does not keep: one tag per move.
 
 Each move is stored as one tag on the prompt / registered model
-(``llmops.alias_move.<ms>.<rand>`` -> JSON {alias, from, to, user, at[, run_id, evidence]}).
+(``llmops.alias_move.<ms>.<rand>`` -> JSON {alias, from, to, user, at[, run_id, evidence][,
+promotion][, forced_why]}).
 One tag per move means two processes moving aliases at once never overwrite each other's
 record, and anyone sharing the store (sqlite file or tracking server) reads the same
 history. The tags are what code reads; people read the lines of :meth:`AliasMove.line`,
@@ -37,6 +38,10 @@ class AliasMove:
     # The run that justified the move (a shadow run, a gate's verdict), when one did.
     run_id: str | None = None
     evidence: str | None = None  # what that run is, in words: "shadow run"; "run" when not said
+    # Put there by the promotion gate (``%llm_promote``) on that evidence.
+    promotion: bool = False
+    # Moved past the gate or a protected alias with ``--force``: the reason the user gave.
+    forced_why: str | None = None
     # What went wrong after the move itself was recorded (the readable history not rewritten).
     note: str = field(default="", compare=False)
 
@@ -47,15 +52,30 @@ class AliasMove:
             return ""
         return f"{self.evidence or 'run'} {self.run_id[:8]}"
 
+    @property
+    def how(self) -> str:
+        """How the move was allowed: ``promoted on shadow run 629d51e5``, ``forced: <why>``, or the evidence."""
+        if self.forced_why:
+            return f"forced: {self.forced_why}"
+        if self.promotion:
+            return f"promoted on {self.evidence_text}" if self.run_id else "promoted"
+        return self.evidence_text
+
+    @property
+    def sanctioned(self) -> bool:
+        """Whether a protected alias may stand where this move put it: a promotion, a forced
+        move with its reason, or the alias's first setting."""
+        return self.promotion or bool(self.forced_why) or self.from_version is None
+
     def line(self) -> str:
         """The move as a person reads it: ``champion: 1 -> 2 · alice · 2026-12-05 12:15 · shadow run 629d51e5``."""
         before = "unset" if self.from_version is None else self.from_version
-        parts = [f"{self.alias}: {before} -> {self.to_version}", self.user, _minute(self.at), self.evidence_text]
+        parts = [f"{self.alias}: {before} -> {self.to_version}", self.user, _minute(self.at), self.how]
         return " · ".join(p for p in parts if p)
 
     def _row(self) -> list:
         before = "" if self.from_version is None else self.from_version
-        return [self.at, self.user, self.alias, before, self.to_version, self.evidence_text]
+        return [self.at, self.user, self.alias, before, self.to_version, self.how]
 
     def __str__(self) -> str:
         before = "unset" if self.from_version is None else self.from_version
@@ -108,6 +128,10 @@ def move_tag(move: AliasMove) -> tuple[str, str]:
     value = {"alias": move.alias, "from": move.from_version, "to": move.to_version, "user": move.user, "at": move.at}
     if move.run_id:
         value.update(run_id=move.run_id, evidence=move.evidence)
+    if move.promotion:
+        value["promotion"] = True
+    if move.forced_why:
+        value["forced_why"] = move.forced_why
     return key, json.dumps(value)
 
 
@@ -130,6 +154,8 @@ def read_history(kind: str, name: str, tags: dict | None, alias: str | None = No
                     d["at"],
                     d.get("run_id"),
                     d.get("evidence"),
+                    bool(d.get("promotion")),
+                    d.get("forced_why") or None,
                 )
             )
         except (ValueError, KeyError, TypeError):

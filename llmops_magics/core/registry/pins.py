@@ -11,6 +11,7 @@ them in ``llmops.lock.json`` beside the notebook (:mod:`.lockfile`).
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import replace
 from pathlib import Path
@@ -118,11 +119,51 @@ def pin(kind: str | None, ref: str, *, cfg: Settings | None = None) -> PinSet:
     if parsed.kind is None:
         raise BadInput(f"say what {ref!r} is: %llm_pin prompt {ref} or %llm_pin model {ref}")
     registry = kind_of(parsed.kind)
+    locked_pin = pinned(registry, parsed, cfg) if enforce_lock(cfg) else None
+    if locked_pin is not None:
+        # Under an enforced lockfile the alias resolves to the locked version, not where it points now.
+        events.emit(
+            events.Pinned(
+                registry=locked_pin.kind,
+                name=locked_pin.name,
+                version=locked_pin.version,
+                alias=locked_pin.alias,
+                digest=locked_pin.digest,
+                source=os.environ.get(LOCK_ENV),
+            )
+        )
+        return pins()
     new = make_pin(registry, registry.find(parsed, cfg), parsed.alias, cfg)
     events.emit(
         events.Pinned(registry=new.kind, name=new.name, version=new.version, alias=new.alias, digest=new.digest)
     )
     return _set(pins().with_pin(new))
+
+
+# Set by ``llmops-magics verify`` for the kernel it starts: that lockfile's pins are in
+# force from the first ref resolved, so the notebook runs what it ran when it was saved.
+LOCK_ENV = "LLMOPS_LOCK"
+_enforced: str | None = None  # the LLMOPS_LOCK file this process has loaded
+
+
+def enforce_lock(cfg: Settings | None = None) -> bool:
+    """Load the lockfile named by ``LLMOPS_LOCK`` once per process (verified, as
+    :func:`load_lock` does); True while one is in force.
+
+    Raises
+    ------
+    DigestMismatch
+        When the registry or the files on disk differ from the lockfile: every cell that
+        resolves a ref fails with it, so a verify run names the digest that changed.
+    """
+    global _enforced
+    path = os.environ.get(LOCK_ENV)
+    if not path:
+        return False
+    if _enforced != path:
+        load_lock(path, cfg=cfg)
+        _enforced = path
+    return True
 
 
 @bounded_command
@@ -131,27 +172,52 @@ def check_pins(*, cfg: Settings | None = None) -> PinSet:
 
     The Python twin of ``%llm_pin --check``.
 
+    A pinned protected alias (``cfg.protected_aliases``) whose current target was not put
+    there by a recorded promotion or forced move (moved in the MLflow UI, say) is drift too.
+
     Raises
     ------
     PinDrift
-        Naming each alias that moved and each model whose files changed.
+        Naming each alias that moved, each model whose files changed and each protected
+        alias that moved without a recorded promotion.
     """
     cfg = cfg or settings()
     refreshed = PinSet()
+    unpromoted: dict[str, str] = {}
     for p in pins().pins:
         kind = kind_of(p.kind)
         now = kind.alias_target(p.name, p.alias, cfg=cfg) if p.alias else None
         changed = tuple(kind.changed_files(p.ref, cfg))
         stats = p.stats if changed else tuple(sorted(kind.file_stats(p.ref).items()))
         refreshed = refreshed.with_pin(replace(p, alias_now=now, changed=changed, stats=stats))
+        if p.alias in cfg.protected_aliases and now is not None:
+            why = _unpromoted(kind, p.name, p.alias, now, cfg)
+            if why:
+                unpromoted[f"{p.kind} {p.label}"] = why
     _set(refreshed)
-    drifted = refreshed.drift()
+    found = {f"{p.kind} {p.label}": p.messages() for p in refreshed.drift()}
+    for key, why in unpromoted.items():
+        found.setdefault(key, []).append(why)
     # Announce the check even when it fails, so the cell's lineage (and the lab panel)
     # shows the drift it found.
-    events.emit(events.PinsChecked(pins=len(refreshed), drift=[f"{p.kind} {p.label}" for p in drifted]))
-    if drifted:
-        raise PinDrift("; ".join(f"{p.kind} {p.label}: {'; '.join(p.messages())}" for p in drifted))
+    events.emit(events.PinsChecked(pins=len(refreshed), drift=list(found)))
+    if found:
+        raise PinDrift("; ".join(f"{key}: {'; '.join(msgs)}" for key, msgs in found.items()))
     return refreshed
+
+
+def _unpromoted(kind: RegistryKind, name: str, alias: str, now: int, cfg: Settings) -> str:
+    """Why protected ``alias`` pointing at ``now`` lacks a recorded promotion ('' when it has one)."""
+    moves = kind.history(name, alias, cfg=cfg).moves
+    last = moves[-1] if moves else None
+    if last is None or last.to_version != now:
+        return (
+            f"protected alias {alias} points to {now} but no recorded promotion put it there "
+            f"(moved outside llmops-magics, e.g. in the MLflow UI?): check it, then %llm_promote or --force --why"
+        )
+    if not last.sanctioned:
+        return f"protected alias {alias} was moved to {now} by {last.user} without a promotion"
+    return ""
 
 
 def save_lock(path: str | Path | None = None) -> Path:

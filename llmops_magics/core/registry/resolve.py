@@ -17,13 +17,14 @@ from .base import RegistryKind
 from .kinds import kind_of
 from .lockfile import locked
 from .manifest import ModelRef
-from .pins import pinned
+from .pins import enforce_lock, pinned
 from .prompts import PromptRef
 from .refs import Ref, parse_ref
 
 
 def resolve_parsed(kind: RegistryKind, ref: Ref, cfg: Settings) -> PromptRef | ModelRef:
     """:func:`resolve` for a ref already parsed and a kind already looked up."""
+    enforce_lock(cfg)  # under llmops-magics verify: the notebook's lockfile, before anything resolves
     pin = pinned(kind, ref, cfg)
     if pin is not None and pin.ref is not None:
         return replace(pin.ref, via="pin")

@@ -81,7 +81,8 @@ def run_sides(primary: Side, candidate: Side, cases: list[Case], sampling: Sampl
 
 def _answer(side: Side, cases: list[Case], sampling: Sampling) -> SideBatch:
     engine = engines.get_engine(side.serve_path, side.cfg, backend=side.backend, label=side.model.label)
-    requests = [GenerationRequest(c.messages, sampling, side.serve_adapter) for c in cases]
+    # Each side's own request: with a candidate prompt version the two differ (issue 20).
+    requests = [GenerationRequest(c.messages_for(side.role), sampling, side.serve_adapter) for c in cases]
     # One batch per side, same order on both sides: batch composition changes outputs.
     t0 = time.perf_counter()
     results = engine.generator.generate(requests, progress=f"{side.role}: {side.model.label}")

@@ -16,16 +16,37 @@ from ...errors import BadInput
 
 @dataclass(frozen=True)
 class Case:
-    """One input: its position in the given inputs and the messages sent to both sides."""
+    """One input: its position in the given inputs and the messages sent to both sides.
+
+    ``candidate_messages`` is set only when the candidate renders the input through a
+    prompt version of its own (``candidate_prompt``) and the result differs from the
+    primary's; otherwise both sides receive ``messages``.
+    """
 
     id: int
     input: Any
     messages: tuple[dict, ...]
+    candidate_messages: tuple[dict, ...] | None = None
+
+    def messages_for(self, role: str) -> tuple[dict, ...]:
+        """The messages the side named ``role`` (``primary`` or ``candidate``) receives."""
+        if role == "candidate" and self.candidate_messages is not None:
+            return self.candidate_messages
+        return self.messages
 
     @property
     def request_text(self) -> str:
-        users = [m["content"] for m in self.messages if m.get("role") == "user"]
-        return users[-1] if users else self.messages[-1]["content"]
+        return _last_user_text(self.messages)
+
+    @property
+    def candidate_request_text(self) -> str:
+        """The candidate's request text (the primary's when both sides share one)."""
+        return _last_user_text(self.messages_for("candidate"))
+
+
+def _last_user_text(messages) -> str:
+    users = [m["content"] for m in messages if m.get("role") == "user"]
+    return users[-1] if users else messages[-1]["content"]
 
 
 def parse_inputs(inputs) -> list:
@@ -75,21 +96,53 @@ def sample_indices(total: int, n: int | None, seed: int) -> list[int]:
     return sorted(random.Random(seed).sample(range(total), n))
 
 
-def build_cases(items: list, indices: list[int], prompt=None, system: str | None = None) -> list[Case]:
-    """Turn inputs into messages: through the prompt template, or as user messages."""
+def build_cases(
+    items: list, indices: list[int], prompt=None, system: str | None = None, candidate_prompt=None
+) -> list[Case]:
+    """Turn inputs into messages: through the prompt template, or as user messages.
+
+    With ``candidate_prompt`` (another version of the prompt), each input also fills the
+    candidate's template; a variable either template needs and the input lacks fails here.
+    """
     cases = []
     for i in indices:
         item = items[i]
-        if isinstance(item, dict) and "messages" in item and prompt is None:
-            messages = tuple({"role": m["role"], "content": str(m["content"])} for m in item["messages"])
-        elif prompt is not None:
-            messages = tuple(prompt.render(_variables(item, i, prompt)))
-        else:
-            messages = (({"role": "system", "content": system},) if system else ()) + (
-                {"role": "user", "content": _plain_text(item, i)},
-            )
-        cases.append(Case(i, item, messages))
+        messages = _messages(item, i, prompt, system)
+        theirs = None
+        if candidate_prompt is not None:
+            theirs = tuple(candidate_prompt.render(_variables(item, i, candidate_prompt)))
+        cases.append(Case(i, item, messages, theirs if theirs != messages else None))
     return cases
+
+
+def _messages(item, row: int, prompt, system: str | None) -> tuple[dict, ...]:
+    if isinstance(item, dict) and "messages" in item and prompt is None:
+        return tuple({"role": m["role"], "content": str(m["content"])} for m in item["messages"])
+    if prompt is not None:
+        return tuple(prompt.render(_variables(item, row, prompt)))
+    return (({"role": "system", "content": system},) if system else ()) + (
+        {"role": "user", "content": _plain_text(item, row)},
+    )
+
+
+def candidate_prompt_column(rows: list[dict], cases) -> list[dict]:
+    """``rows`` with a ``candidate_prompt`` column (the candidate's request text, and its
+    whole request as ``candidate_messages``) when some case's two requests differ; as
+    they are otherwise, so a comparison of one prompt keeps today's columns."""
+    by_id = {c.id: c for c in cases}
+    if not any(c.candidate_messages is not None for c in cases):
+        return rows
+    out = []
+    for row in rows:
+        case = by_id[row["id"]]
+        out.append(
+            {
+                **row,
+                "candidate_prompt": case.candidate_request_text,
+                "candidate_messages": json.dumps(list(case.messages_for("candidate"))),
+            }
+        )
+    return out
 
 
 def _variables(item, row: int, prompt) -> dict:

@@ -7,9 +7,11 @@ import json
 import re
 import time
 
+from ...backends import hardware
 from ...config import Settings
 from ...errors import TrackingError
 from .. import events, tracking
+from ..verify.fingerprint import messages_digest, text_digest
 from .result import ShadowResult
 from .traces import stamp_trace_ids, trace_records, trace_shadow
 
@@ -39,7 +41,6 @@ def log_result(result: ShadowResult, cfg: Settings, started: float, messages=Non
 def _log_run(result: ShadowResult, cfg: Settings, started: float, ended: float) -> str:
     cols = list(result.rows[0]) if result.rows else []
     table = {c: [_cell(r[c]) for r in result.rows] for c in cols}
-    prompt = result.extra.get("prompt")
     return tracking.log_run(
         run_name=f"shadow {result.name}",
         tags={
@@ -63,9 +64,22 @@ def _log_run(result: ShadowResult, cfg: Settings, started: float, ended: float) 
         cfg=cfg,
         start_time=started,
         end_time=ended,
-        prompts=[(prompt.name, prompt.version)] if prompt is not None and getattr(prompt, "version", None) else [],
+        prompts=prompt_versions(result.params),
         models=model_versions(result.params),
     )
+
+
+def prompt_versions(params: dict) -> list[tuple[str, str]]:
+    """The prompt versions both sides filled (``(name, version)``, each once), from the
+    ``{side}_prompt`` params (``summarize/3``), so the run page links every one."""
+    found = []
+    for role in ("primary", "candidate"):
+        label = params.get(f"{role}_prompt") or ""
+        if "/" in label:
+            pair = tuple(label.rsplit("/", 1))
+            if pair not in found:
+                found.append(pair)
+    return found
 
 
 def model_versions(params: dict) -> list[tuple[str, str]]:
@@ -110,5 +124,11 @@ def emit(result: ShadowResult) -> None:
             differing_cases=len(result.differing_cases),
             engine_plan=result.extra["engine_plan"],
             serving=result.serving,
+            # Per case, for llmops-magics verify: the request and each side's answer.
+            input_digests=[messages_digest(json.loads(r["messages"])) for r in result.rows if r.get("messages")],
+            output_digests={
+                role: [text_digest(r.get(f"{role}_output")) for r in result.rows] for role in ("primary", "candidate")
+            },
+            hardware=hardware.describe((result.serving.get("candidate") or {}).get("device")),
         )
     )

@@ -1,7 +1,10 @@
 """What a shadow run records as MLflow params: refs, digests, prompt, sampling, plans.
 
 The same dict is ``ShadowResult.params``, so code reading a result and a person reading
-the run see the same names.
+the run see the same names. The promotion gate reads a run's evidence from these names:
+``{side}_model_version`` / ``{side}_model_digest`` (the registry version and its manifest
+digest) and ``{side}_prompt`` / ``{side}_prompt_digest`` (each side's prompt version;
+equal on both sides when they share one, "" without a registered model or a prompt).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from ..generation.digests import folder_digest
 from ..paths import shown_path
 from .generate import Generated
 from .plan import Plan
-from .resolve import Resolved
+from .resolve import Resolved, prompt_label
 from .sides import ROLES, Side
 from .spec import ShadowSpec
 
@@ -27,6 +30,7 @@ def run_params(spec: ShadowSpec, resolved: Resolved, plan: Plan, generated: Gene
         **model_params(plan.candidate, spec.cfg),
         "prompt": f"{prompt.name}/{prompt.version}" if prompt else "",
         "prompt_digest": getattr(prompt, "digest", "") if prompt else "",
+        **prompt_params(resolved),
         "response_format": json.dumps(schema, sort_keys=True) if schema else "",
         "max_tokens": sampling.max_tokens,
         "temperature": sampling.temperature,
@@ -46,6 +50,17 @@ def run_params(spec: ShadowSpec, resolved: Resolved, plan: Plan, generated: Gene
         "thresholds": json.dumps(spec.thresholds.as_dict(), sort_keys=True),
         **source_params(spec, plan.primary),
     }
+
+
+def prompt_params(resolved: Resolved) -> dict:
+    """Each side's prompt version and its digest (the shared prompt on both sides when
+    the candidate has none of its own)."""
+    out = {}
+    for role in ROLES:
+        prompt = resolved.prompt_of(role)
+        out[f"{role}_prompt"] = prompt_label(prompt)
+        out[f"{role}_prompt_digest"] = (getattr(prompt, "digest", "") or "") if prompt is not None else ""
+    return out
 
 
 def source_params(spec: ShadowSpec, primary: Side) -> dict:
@@ -76,13 +91,21 @@ def model_params(side: Side, cfg: Settings) -> dict:
     """One side's model: ref, label, base and adapter with their digests, engine options."""
     m, p = side.model, side.role
     if not side.regenerate:  # a recording: no files to digest, what it says is in source_params
-        return {f"{p}_ref": "recorded", f"{p}_label": m.label, f"{p}_base": "", f"{p}_base_digest": ""}
+        return {
+            f"{p}_ref": "recorded",
+            f"{p}_label": m.label,
+            f"{p}_model_digest": "",
+            f"{p}_base": "",
+            f"{p}_base_digest": "",
+        }
     # Paths as people share them (relative to the notebook, <home>/..., ~/...): a run
     # travels to other machines; the absolute paths stay in the engine log.
     return {
         f"{p}_ref": m.ref,
         f"{p}_label": m.label,
         f"{p}_model_version": f"{m.name}/{m.version}" if m.version else "",
+        # The registry's manifest digest: what the gate matches with the alias's version now.
+        f"{p}_model_digest": (m.digest or "") if m.version else "",
         f"{p}_base": shown_path(m.base_path, cfg=cfg),
         f"{p}_base_digest": m.params.get("base_digest") or folder_digest(m.base_path, cfg),
         f"{p}_adapter": shown_path(m.adapter.path, cfg=cfg) if m.adapter else "",

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from ...backends.base import Sampling
 from .. import viewers
 from ..display import esc, html_table, run_link, text_table, warnings_block
+from .cost import CostComparison
 from .stats import CHANGE_WORDS, Check, Thresholds, Verdict
 
 _COLOURS = {"equivalent": "#1a7f37", "better": "#1a7f37", "worse": "#cf222e", "inconclusive": "#9a6700"}
@@ -48,6 +49,9 @@ class ShadowResult:
     serving : dict
         Per side (``primary``, ``candidate``), what its engine really ran with:
         ``backend``, ``dtype``, ``device``.
+    cost : CostComparison or None
+        Each side's cost of 1,000 requests like these (or, without prices, its tokens and
+        seconds), and the candidate - primary difference with its 95% interval.
     """
 
     name: str
@@ -66,6 +70,7 @@ class ShadowResult:
     warnings: list = field(default_factory=list)
     run_key: str | None = None
     change_verdict: Verdict | None = None
+    cost: CostComparison | None = None
 
     @property
     def notes(self) -> list[str]:
@@ -184,7 +189,8 @@ class ShadowResult:
         case_headers = ["case", "input", "primary", "candidate", "cosine"]
         cases = self._case_rows()
         change_reasons = self.change_verdict.reasons if self.change_verdict is not None else ()
-        text = [self._verdict_line, self._header(), self._serving_line(), ""]
+        cost_line = self.cost.line() if self.cost is not None else ""
+        text = [self._verdict_line, self._header(), self._serving_line(), *([cost_line] if cost_line else []), ""]
         text += [f"  - {r}" for r in self.verdict.reasons]
         text += [f"  - behaviour: {r}" for r in change_reasons]
         text += [f"  note: {n}" for n in self.notes]
@@ -204,7 +210,8 @@ class ShadowResult:
             f"behaviour: <b style='color:{change_colour};font-size:120%'>{esc(self.change.upper())}</b> "
             f"<span>{esc(self._header())}</span></div>"
             f"<div style='opacity:.7;font-size:85%'>{esc(self._serving_line())}</div>"
-            f"<ul>{reasons}</ul>"
+            + (f"<div class='llmops-shadow-cost'>{esc(cost_line)}</div>" if cost_line else "")
+            + f"<ul>{reasons}</ul>"
             + html_table(check_headers, self._check_rows(), cls="llmops-shadow-checks")
             + (
                 "<div style='margin-top:.5em'><b>most divergent cases</b></div>"

@@ -27,6 +27,7 @@ Execution rules (vLLM facts measured on this project's machines) are in
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 from ...backends.progress import progress_bar
@@ -34,13 +35,15 @@ from ...config import Settings
 from .. import tracking
 from . import scorers as scoring
 from .compare import compare
+from .cost import require_prices
 from .gather import annotate, gather
 from .generate import generate
+from .inputs import candidate_prompt_column
 from .judge import ask_judge
 from .log import emit, log_result
 from .plan import plan
 from .recorded import read_against_reproduction, replay, sampling_warning
-from .resolve import resolution_notes, resolve
+from .resolve import comparison_name, resolution_notes, resolve
 from .result import ShadowResult
 from .spec import validate
 from .stats import Thresholds
@@ -52,8 +55,9 @@ def shadow(
     inputs=None,
     *,
     primary: str | None = None,
-    candidate: str,
+    candidate: str | None = None,
     prompt: str | None = None,
+    candidate_prompt: str | None = None,
     n: int | None = None,
     sample_seed: int = 0,
     max_tokens: int = 128,
@@ -80,6 +84,7 @@ def shadow(
     baseline_side: str = "candidate",
     scorers=(),
     max_scorer_calls: int | None = None,
+    prices: dict | None = None,
     **threshold_options,
 ) -> ShadowResult:
     """Compare a candidate model with the primary over the same inputs.
@@ -96,6 +101,10 @@ def shadow(
     prompt : str, optional
         A prompt ref; inputs then fill its template variables, and its response
         format (a JSON schema) turns on the format-validity check.
+    candidate_prompt : str, optional
+        Another version of ``prompt`` for the candidate (``summarize/3`` against
+        ``prompt="summarize@production"``): the same inputs fill each side's version;
+        ``candidate`` then defaults to the primary's model.
     n, sample_seed
         Compare a reproducible sample of ``n`` inputs.
     max_tokens, temperature, seed
@@ -141,6 +150,11 @@ def shadow(
         Run on both sides of every case; each is one more quality check.
     max_scorer_calls : int, optional
         Refuse a run whose scorers would be called more often (``Settings.max_scorer_calls``).
+    prices : dict, optional
+        Model ref (or label, or name) -> price, over ``Settings.prices``:
+        ``"0.15/1M in,0.60/1M out"`` or ``"2.50/h"`` (serving hardware). The result shows
+        each side's cost of 1,000 requests; ``max_cost_ratio=1.5`` fails the verdict when
+        the candidate costs more than 1.5x the primary (lower 95% bound).
 
     Returns
     -------
@@ -152,6 +166,7 @@ def shadow(
         primary=primary,
         candidate=candidate,
         prompt=prompt,
+        candidate_prompt=candidate_prompt,
         n=n,
         sample_seed=sample_seed,
         max_tokens=max_tokens,
@@ -178,6 +193,7 @@ def shadow(
         baseline_side=baseline_side,
         scorers=scorers,
         max_scorer_calls=max_scorer_calls,
+        prices=prices,
         **threshold_options,
     )
     spec = gather(spec)
@@ -190,6 +206,9 @@ def shadow(
     if scorer_set is not None:  # what the scorers will cost, said before anything runs
         progress_bar(total=0, desc=scorer_set.summary, bar_format="{desc}", leave=True).close()
     resolved = resolve(spec)
+    if spec.name is None and comparison_name(resolved):  # two prompt versions: the name says which
+        spec = dataclasses.replace(spec, name=comparison_name(resolved))
+    require_prices(spec.prices, (resolved.primary, resolved.candidate), spec.thresholds)  # before any generation
     planned = plan(spec, resolved)
     generated = generate(planned, resolved.cases, spec.sampling)
     reproduction = None
@@ -198,6 +217,7 @@ def shadow(
             generated, planned.primary, spec.evidence, resolved.cases, spec.thresholds.alpha
         )
     rows = annotate(compare(resolved, generated), spec)
+    rows = candidate_prompt_column(rows, resolved.cases)
     rows = ask_judge(spec, resolved.judge, rows)
     outcome = scoring.score(scorer_set, resolved.cases, rows, thresholds=spec.thresholds) if scorer_set else None
     if outcome is not None:

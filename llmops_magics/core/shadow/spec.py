@@ -15,6 +15,7 @@ from ...backends.base import Sampling
 from ...config import Settings, settings
 from ...errors import BadInput
 from .. import options
+from ..cost import check_prices
 from ..evidence.recorded import Evidence
 from .inputs import parse_inputs, sample_indices
 from .stats import Thresholds
@@ -38,6 +39,9 @@ class ShadowSpec:
     thresholds: Thresholds
     cfg: Settings
     prompt: str | None = None
+    # A second version of the prompt for the candidate (issue 20): the same inputs fill
+    # both; ``candidate`` is then the primary's model unless one was given.
+    candidate_prompt: str | None = None
     n: int | None = None
     sample_seed: int = 0
     judge: str | None = None
@@ -61,6 +65,7 @@ class ShadowSpec:
     scorers: tuple = ()
     max_scorer_calls: int | None = None
     evidence: Evidence | None = None  # filled by the gather stage
+    prices: dict = field(default_factory=dict)  # ref -> price text: Settings.prices under prices=
 
     @property
     def recorded(self) -> bool:
@@ -85,8 +90,9 @@ def validate(
     inputs=None,
     *,
     primary: str | None = None,
-    candidate: str,
+    candidate: str | None = None,
     prompt: str | None = None,
+    candidate_prompt: str | None = None,
     n: int | None = None,
     sample_seed: int = 0,
     max_tokens: int = 128,
@@ -113,6 +119,7 @@ def validate(
     baseline_side: str = "candidate",
     scorers=(),
     max_scorer_calls: int | None = None,
+    prices: dict | None = None,
     **threshold_options,
 ) -> ShadowSpec:
     """Check ``shadow()``'s arguments and parse its inputs into a :class:`ShadowSpec`.
@@ -125,7 +132,8 @@ def validate(
         An option value out of its rule (``n=0``, ``engine_plan="fast"``, an unknown
         serving option or threshold).
     BadInput
-        No inputs, or inputs that do not parse.
+        No inputs, or inputs that do not parse; a ``candidate_prompt`` without ``prompt``;
+        no ``candidate`` and no ``candidate_prompt``.
     """
     # The order of the checks is the order of the messages a user meets.
     sampling = options.sampling(max_tokens, temperature, seed)
@@ -145,7 +153,9 @@ def validate(
             f"{'--from-traces' if from_traces is not None else '--baseline'} replays whole recorded requests: "
             "drop --prompt (it fills the variables of typed or --from-dataset inputs)"
         )
+    candidate = check_candidate(primary, candidate, prompt, candidate_prompt)
     cfg = cfg or settings()
+    prices = {**check_prices(cfg.prices, what="LlmopsMagics.prices"), **check_prices(prices)}
     max_scorer_calls = options.check(max_scorer_calls=max_scorer_calls)["max_scorer_calls"]
     if max_scorer_calls is None:
         max_scorer_calls = cfg.max_scorer_calls
@@ -162,6 +172,7 @@ def validate(
         thresholds=thresholds,
         cfg=cfg,
         prompt=prompt,
+        candidate_prompt=candidate_prompt,
         n=checked["n"],
         sample_seed=checked["sample_seed"],
         judge=judge,
@@ -183,6 +194,7 @@ def validate(
         baseline_side=baseline_side,
         scorers=tuple(scorers or ()),
         max_scorer_calls=max_scorer_calls,
+        prices=prices,
     )
 
 
@@ -211,6 +223,25 @@ def check_sources(inputs, primary, from_traces, from_dataset, baseline, baseline
         raise BadInput(
             "--primary recorded needs recorded answers: add --from-traces EXPERIMENT, or use --baseline RUN_ID"
         )
+    return primary
+
+
+def check_candidate(primary: str, candidate: str | None, prompt: str | None, candidate_prompt: str | None) -> str:
+    """The candidate's model ref: as given, or the primary's when only the prompt differs."""
+    if candidate_prompt is not None:
+        if not str(candidate_prompt).strip():
+            raise BadInput("--candidate-prompt is empty: give a prompt version, e.g. summarize/3")
+        if prompt is None:
+            raise BadInput(
+                f"--candidate-prompt {candidate_prompt} compares prompt versions: "
+                "add --prompt (the version the primary uses, e.g. summarize@production)"
+            )
+    if candidate is not None:
+        return candidate
+    if candidate_prompt is None:
+        raise BadInput("--candidate is required (a model ref), or --candidate-prompt to compare prompt versions")
+    if primary == RECORDED:
+        raise BadInput("--candidate is required when the primary is recorded")
     return primary
 
 

@@ -96,6 +96,10 @@ class Thresholds:
         Bootstrap resamples (2000).
     seed : int
         Seed of the bootstrap, so a verdict is reproducible.
+    max_cost_ratio : float or None
+        The candidate may cost at most this many times the primary per 1,000 requests:
+        the verdict is ``worse`` when the lower 95% bound of the cost ratio exceeds it
+        (:mod:`.cost`). None (the default): the cost is reported and never decides.
     """
 
     alpha: float = 0.05
@@ -110,6 +114,7 @@ class Thresholds:
     scorer_margins: Mapping[str, float] = field(default_factory=Margins)
     bootstrap: int = 2000
     seed: int = 0
+    max_cost_ratio: float | None = None
 
     def __post_init__(self):
         # A plain dict given by a caller becomes read-only and hashable.
@@ -125,6 +130,8 @@ class Thresholds:
     def as_dict(self) -> dict:
         d = asdict(self)
         d["scorer_margins"] = dict(self.scorer_margins)
+        if d["max_cost_ratio"] is None:  # unset: the logged thresholds read as before cost existed
+            del d["max_cost_ratio"]
         return d
 
 

@@ -80,7 +80,7 @@ def trace_records(
             }
             trace = tw.GenerationTrace(
                 name=f"shadow {role}",
-                messages=_messages(messages_by_case, i, row),
+                messages=_side_messages(row, role) or _messages(messages_by_case, i, row),
                 response=row.get(f"{role}_output") or "",
                 attributes=attributes,
                 start_ns=start_ns,
@@ -166,6 +166,20 @@ def _json(value) -> dict | None:
     except (TypeError, ValueError):
         return None
     return parsed if isinstance(parsed, dict) else None
+
+
+def _side_messages(row: dict, role: str) -> list[dict] | None:
+    """The candidate's own request where it differs (a candidate prompt version), else None."""
+    raw = row.get(f"{role}_messages") if role == "candidate" else None
+    if not raw:
+        return None
+    try:
+        found = json.loads(raw) if isinstance(raw, str) else raw
+    except (TypeError, ValueError):
+        return None
+    if not isinstance(found, list):
+        return None
+    return [{"role": m.get("role", "user"), "content": m.get("content", "")} for m in found if isinstance(m, dict)]
 
 
 def _messages(messages_by_case, i: int, row: dict) -> list[dict]:

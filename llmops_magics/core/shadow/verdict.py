@@ -13,11 +13,13 @@ columns, is decided here.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Sequence
 
 import numpy as np
 
+from .cost import compare_cost, cost_check, side_prices, with_cost_check
 from .generate import Generated
 from .params import run_params
 from .plan import Plan
@@ -53,11 +55,17 @@ def decide(
     """Run the checks, reach both verdicts and assemble the result (not yet logged).
 
     ``scorer_checks`` are the checks of the user's scorers (:func:`.scorers.score`);
-    they join the quality checks, before latency.
+    they join the quality checks, before latency. The cost of 1,000 requests per side
+    (:mod:`.cost`) joins the aggregates and params, and decides only past
+    ``max_cost_ratio``.
     """
     found = checks(rows, spec.thresholds, resolved.schema is not None, resolved.judge is not None)
     found = found[:-1] + list(scorer_checks) + found[-1:]
     quality, change = verdicts(rows, found, spec.thresholds)
+    cost = compare_cost(rows, generated.batch_s, side_prices(spec.prices, plan.sides), spec.thresholds)
+    quality = with_cost_check(quality, cost_check(cost, spec.thresholds))
+    if change is not None:  # the same checks in both verdicts; cost never moves the change
+        change = dataclasses.replace(change, checks=quality.checks)
     name = spec.name or f"{plan.primary.model.label}-vs-{plan.candidate.model.label}"
     return ShadowResult(
         name=name,
@@ -66,8 +74,8 @@ def decide(
         rows=rows,
         verdict=quality,
         change_verdict=change,
-        aggregates=aggregates(rows, generated),
-        params=run_params(spec, resolved, plan, generated, name),
+        aggregates={**aggregates(rows, generated), **cost.metrics()},
+        params={**run_params(spec, resolved, plan, generated, name), **cost.params()},
         sampling=spec.sampling,
         thresholds=spec.thresholds,
         extra={
@@ -77,6 +85,7 @@ def decide(
             "notes": plan.notes(),
         },
         serving={role: generated.serving[role] for role in ROLES},
+        cost=cost,
     )
 
 
