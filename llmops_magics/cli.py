@@ -157,6 +157,14 @@ def cmd_verify(args) -> int:
 
     try:
         result = verify(args.notebook, lock=args.lock, cells=args.cells, timeout=args.timeout)
+    except ImportError as e:  # a usage error, not a changed notebook: never exit 1 for it
+        e = VerifyUsageError(
+            f"verify runs notebooks with nbclient ({e.name} is missing): pip install 'llmops-magics[lab]'"
+        )
+        if not args.json:
+            raise e from None
+        print(json.dumps({"notebook": args.notebook, "status": "usage error", "error": str(e), "exit_code": 2}))
+        return 2
     except VerifyUsageError as e:
         if not args.json:
             raise

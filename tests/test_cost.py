@@ -309,3 +309,23 @@ def test_shadow_shows_cost_logs_it_and_max_cost_ratio_fails_the_verdict(default_
     metrics = client().get_run(unpriced.run_id).data.metrics
     assert metrics["seconds_per_1k.primary"] > 0 and metrics["tokens_per_1k.candidate_out"] > 0
     assert not any(k.startswith("cost_per_1k") for k in metrics)
+
+
+def test_an_hourly_cost_ratio_decides_only_beyond_the_latency_margin():
+    """An hourly price rests on one wall time per side, whose noise resampling cannot see."""
+    from llmops_magics.core.cost import Cost
+    from llmops_magics.core.shadow.cost import CostComparison
+
+    hourly = parse_price("2.50/h")
+
+    def side(per_1k):
+        return Cost(
+            requests=60, tokens_in_per_1k=1e5, tokens_out_per_1k=5e4, seconds_per_1k=1.0, price=hourly, per_1k=per_1k
+        )
+
+    t = Thresholds(max_cost_ratio=1.5)  # latency_margin 0.2: decides above 1.8x
+    near = CostComparison(side(1.0), side(1.7), "$", 0.7, (0.6, 0.8), 1.7, (1.6, 1.75))
+    check = cost_check(near, t)
+    assert check.verdict == "inconclusive" and "decides above 1.8x" in check.reason
+    far = CostComparison(side(1.0), side(2.0), "$", 1.0, (0.9, 1.1), 2.0, (1.9, 2.1))
+    assert cost_check(far, t).verdict == "worse"

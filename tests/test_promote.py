@@ -38,10 +38,12 @@ def _models(name: str, n: int = 3, **kw) -> list[int]:
     return versions
 
 
-def _shadow_run(name, primary, candidate, *, verdict="equivalent", n_cases=60, digest=None, change="different") -> str:
+def _shadow_run(
+    name, primary, candidate, *, verdict="equivalent", n_cases=60, digest=None, change="different", extra=None
+) -> str:
     """A shadow run with the tags and params ``%%shadow`` records for two model versions."""
     cfg = settings()
-    params = {"n_cases": n_cases}
+    params = {"n_cases": n_cases, **(extra or {})}
     for role, v in (("primary", primary), ("candidate", candidate)):
         params[f"{role}_model_version"] = f"{name}/{v}"
         params[f"{role}_model_digest"] = (digest or {}).get(role) or MODELS.load(name, v, cfg).digest
@@ -84,6 +86,20 @@ def test_refused_when_the_run_compared_other_versions_or_the_alias_moved(sqlite_
     with pytest.raises(PromotionRefused, match=r"\(champion pointed to 3 and was moved to 1 since\)"):
         promote("model", name, 2, to="champion", min_cases=10)
     assert alias_target("model", name, "champion") == 1
+
+
+def test_refused_when_the_run_also_changed_the_prompt(sqlite_store, uniq):
+    name = uniq("chat")
+    _models(name, 2)
+    prompts = {"primary_prompt": "ask/1", "primary_prompt_digest": "a" * 64}
+    both = _shadow_run(name, 1, 2, extra={**prompts, "candidate_prompt": "ask/2", "candidate_prompt_digest": "b" * 64})
+    with pytest.raises(PromotionRefused) as e:
+        promote("model", name, 2, to="champion", min_cases=10)
+    assert one_line(str(e.value))
+    assert f"shadow run {both[:8]} also changed the prompt (ask/1 vs ask/2)" in str(e.value)
+    same = {**prompts, "candidate_prompt": "ask/1", "candidate_prompt_digest": "a" * 64}
+    run = _shadow_run(name, 1, 2, extra=same)
+    assert promote("model", name, 2, to="champion", min_cases=10).decision.run_id == run
 
 
 def test_refused_when_a_digest_differs_or_files_changed(sqlite_store, uniq, tmp_path, lora_adapter):
@@ -164,6 +180,8 @@ def test_win_share_bound_is_calibrated():
         for s in range(100)
     )
     assert planted >= 90
+    # Every voted case alike: the bootstrap is a point, the bound is not (two wins prove little).
+    assert win_share([1.0, 1.0]).low < 0.4 and win_share([1.0] * 30).low > 0.85
 
 
 def test_force_needs_why_and_is_recorded(sqlite_store, uniq):
@@ -194,6 +212,11 @@ def test_protected_alias_refuses_plain_moves_and_pin_check_flags_a_ui_move(sqlit
     pin("model", f"{name}@champion")
     with pytest.raises(PinDrift, match=f"model {name}.*protected alias champion points to 3 but no recorded promotion"):
         check_pins()
+    # The fix the message names records who vouched for it, and the check passes again.
+    assert move_alias("model", name, "champion", 3) is None, "nothing to move, nothing recorded"
+    vouched = move_alias("model", name, "champion", 3, force=True, why="checked the UI move")
+    assert (vouched.from_version, vouched.to_version, vouched.forced_why) == (3, 3, "checked the UI move")
+    assert check_pins()
 
 
 _PROMOTER = textwrap.dedent(

@@ -258,13 +258,22 @@ def test_identical_and_unnamed_changes():
 
 
 def test_a_cell_that_fails_now():
-    pin_error = "UsageError: weights of chat/1 changed on disk since registration (adapter_model.safetensors)"
+    pin_error = (
+        "UsageError: DigestMismatch: weights of chat/1 changed on disk since registration (adapter_model.safetensors)"
+    )
     failed = compare_cell(_bundle(_gen()), None, cell=4, index=1, error=pin_error, error_type="UsageError")
     assert failed.exit_code == 3 and failed.line() == f"cell 4  changed: fails: {pin_error}"
     other = compare_cell(_bundle(_gen()), None, cell=4, index=1, error="ValueError: bad", error_type="ValueError")
     assert other.exit_code == 1 and other.line() == "cell 4  changed (pins unchanged) · fails now: ValueError: bad"
     skipped = compare_cell(_bundle(_gen()), None, cell=6, index=2, ran=False)
     assert skipped.changed and "not run: an earlier cell failed" in skipped.line()
+    # Stopped by a pin error in a cell that generates nothing (%llm_pin --check): named, exit 3.
+    drift = "UsageError: PinDrift: model chat@champion: alias moved 1 -> 2"
+    behind = compare_cell(_bundle(_gen()), None, cell=6, index=2, ran=False, error=drift, error_type="UsageError")
+    assert behind.exit_code == 3 and behind.line() == f"cell 6  changed: not run: an earlier cell fails: {drift}"
+    # Words are not types: a message that merely mentions a digest is no pin error.
+    vague = "ValueError: the digest of my input looks odd"
+    assert compare_cell(_bundle(_gen()), None, cell=4, index=1, error=vague, error_type="ValueError").exit_code == 1
 
 
 def test_shadow_differences():
@@ -287,3 +296,38 @@ def test_shadow_differences():
     assert d.named == ["candidate chat/2 -> chat/3", "candidate engine dtype float32 -> bfloat16"]
     assert d.outputs_changed and not compare_shadow(a, dict(a)).outputs_changed
     assert compare_generation(_gen(), _gen()).named == []
+
+
+def test_shadow_digests_and_candidate_prompt_are_named():
+    a = {
+        "kind": "shadow",
+        "primary_label": "chat/1",
+        "candidate_label": "chat/1",
+        "prompt": "summarize/1",
+        "candidate_prompt": "summarize/2",
+        "digests": {"primary_prompt_digest": "p1", "candidate_prompt_digest": "p2", "candidate_adapter_digest": "a1"},
+        "output_digests": {"primary": ["sha256:p"], "candidate": ["sha256:c"]},
+    }
+    b = {
+        **a,
+        "candidate_prompt": "summarize/3",
+        "digests": {**a["digests"], "candidate_prompt_digest": "p3", "candidate_adapter_digest": "a2"},
+        "output_digests": {"primary": ["sha256:p"], "candidate": ["sha256:c2"]},
+    }
+    d = compare_shadow(a, b)
+    assert d.named == [
+        "candidate prompt summarize/2 -> summarize/3",
+        "candidate adapter digest",
+        "candidate prompt digest",
+    ]
+    assert d.outputs_changed
+
+
+def test_an_adapter_added_or_removed_is_named():
+    plain = _gen(adapter=None, adapter_digest=None)
+    tuned = _gen(adapter="adapters/in-short", adapter_digest="a" * 64)
+    added = compare_generation(plain, {**tuned, "output_digests": ["sha256:other"]})
+    assert added.named == ["adapter none -> adapters/in-short", "adapter digest"] and added.outputs_changed
+    # A record without the field (written before it existed) names nothing.
+    older = {k: v for k, v in plain.items() if k not in ("adapter", "adapter_digest")}
+    assert compare_generation(older, tuned).named == []

@@ -56,16 +56,22 @@ def _gpu_name() -> str | None:
     return None
 
 
-@lru_cache(maxsize=8)
 def describe(device: str | None) -> dict:
-    """What the engine on ``device`` runs on: ``{"device", "name", "class"}``.
+    """What the engine on ``device`` runs on: ``{"device", "name", "class"}`` (a new dict each call).
 
     On a CPU ``class`` is its ISA class (:func:`isa_class`); on a GPU it is the GPU
-    model (``NVIDIA H100 80GB HBM3``). Read once per process: a machine does not change.
+    model (``NVIDIA H100 80GB HBM3``).
     """
     device = (device or "cpu").lower()
     if device.startswith(("cuda", "gpu", "rocm", "xpu")):
-        name = _gpu_name() or device
+        name = _gpu_name() or device  # asked each time: torch may load after the first call
         return {"device": "gpu", "name": name, "class": name}
-    name, flags = cpu_info()
+    name, flags = _cpu()
     return {"device": "cpu", "name": name, "class": isa_class(flags)}
+
+
+@lru_cache(maxsize=1)
+def _cpu() -> tuple[str, tuple[str, ...]]:
+    # Read once per process: the CPU does not change under a running kernel.
+    name, flags = cpu_info()
+    return name, tuple(flags)

@@ -158,6 +158,9 @@ class ShadowRan(Event):
     input_digests: list | tuple | None = None
     output_digests: dict | None = None  # {"primary": [...], "candidate": [...]}
     hardware: dict | None = None
+    candidate_prompt: str | None = None  # a prompt comparison's candidate version ("summarize/3")
+    # Each side's registry, weight and prompt digests ("primary_model_digest": ...), as its params say.
+    digests: dict | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -86,6 +86,8 @@ def read_run(run_id: str, cfg: Settings) -> ShadowEvidence:
             raise missing from None
         with mlflow_errors(f"read run {run_id}", cfg):
             raise
+    if getattr(run.info, "lifecycle_stage", "active") == "deleted":
+        raise BadInput(f"run {run_id[:8]} was deleted: a deleted run is no evidence (restore it in the MLflow UI)")
     found = from_run(run)
     if found.kind != SHADOW:
         raise BadInput(f"run {found.short_id} is not a shadow run (llmops.kind is {found.kind or 'unset'})")

@@ -23,13 +23,16 @@ from pathlib import Path
 
 from ...config import Settings
 from ...errors import AliasRace
+from ..paths import shown_path
 from ..registry.base import RegistryKind
 from ..tracking import client, is_remote, mlflow_errors
 from ..tracking.store import sqlite_path
 
 LEASE_PREFIX = "llmops.alias_lease."
-# Seconds a lease holds before another mover may take it (a holder that died).
-LEASE_S = 60.0
+# Seconds a lease holds before another mover may take it (a holder that died). Longer than
+# MLflow's own HTTP retries (about 245 s): a write of ours that timed out here may still land
+# while they run, and must not land inside another mover's lease.
+LEASE_S = 300.0
 # Seconds between writing the lease and reading it back: two movers writing within this
 # of each other both see the later one's lease, so exactly one goes on.
 SETTLE_S = 1.0
@@ -77,7 +80,7 @@ def _file_lock(kind: RegistryKind, name: str, alias: str, cfg: Settings):
                 if time.monotonic() > deadline:
                     raise AliasRace(
                         f"another process has been moving an alias of this store for {WAIT_S:g} s "
-                        f"({path}): {kind.name} {name}@{alias} was not moved"
+                        f"({shown_path(path, cfg=cfg)}): {kind.name} {name}@{alias} was not moved"
                     ) from None
                 time.sleep(0.05)
         try:
@@ -108,7 +111,9 @@ def _lease(kind: RegistryKind, name: str, alias: str, cfg: Settings):
         yield
     finally:
         with contextlib.suppress(Exception):  # a lease left behind ends by itself at "until"
-            kind._set_tag(c, name, key, json.dumps({"owner": "", "until": 0}))
+            # Released only while still ours: never another mover's lease taken since.
+            if _read_lease(kind, c, name, key).get("owner") == mine:
+                kind._set_tag(c, name, key, json.dumps({"owner": "", "until": 0}))
 
 
 def _read_lease(kind: RegistryKind, c, name: str, key: str) -> dict:

@@ -158,7 +158,28 @@ def _mismatch(run: ShadowEvidence, p: Plan, want: dict, left: set = frozenset())
                 f"shadow run {run.short_id} compared {label} with digest {digest[:12]}, "
                 f"the registry's {label} has digest {want_digest[:12]}"
             )
-    return None
+    return _confounded(run, p)
+
+
+def _confounded(run: ShadowEvidence, p: Plan) -> str | None:
+    """Why ``run`` changed more than ``p``'s kind (None when it did not): a model compared
+    under two prompt versions, or a prompt on two models, says nothing of either alone."""
+    other = "prompt" if p.kind == "model" else "model"
+    sides = []
+    for role in ("primary", "candidate"):
+        label, digest = run.side(other, role)
+        if other == "model":  # an unregistered model has no version: its ref and weights say what ran
+            extra = ("ref", "base_digest", "adapter_digest")
+            sides.append((label, digest, *(str(run.params.get(f"{role}_{k}") or "") for k in extra)))
+        else:
+            sides.append((label, digest))
+    if sides[0] == sides[1]:
+        return None
+    shown = [s[0] or (s[2] if len(s) > 2 else "") or "none" for s in sides]
+    return (
+        f"shadow run {run.short_id} also changed the {other} ({shown[0]} vs {shown[1]}), "
+        f"so it says nothing of the {p.kind} alone"
+    )
 
 
 def _moved_since(p: Plan, label: str, left: set) -> str:

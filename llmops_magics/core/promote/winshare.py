@@ -7,6 +7,11 @@ cases that have a vote. Its lower 95% bound comes from a percentile bootstrap ov
 by sqrt(n / (n - 1)): the plain percentile interval is too narrow for the few dozen cases
 a review has (measured: with no real preference, 40 cases, a bound at 0.5 passed 6.8% of
 reviews instead of 2.5%; widened, 3.1%, the rest being the votes' discreteness).
+
+The bound used is the lower of that and the Wilson bound of the share (a score in [0, 1]
+with mean p varies at most as a win/loss vote does, so Wilson's interval is never too
+narrow): when every voted case scored alike the bootstrap collapses to a point, and two
+cases voted "candidate" must not read as a certain win.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..review.tally import wilson_interval
 from ..review.verdicts import ReviewVerdict
 
 _SCORE = {"candidate": 1.0, "tie": 0.5, "primary": 0.0}
@@ -59,6 +65,10 @@ def win_share(scores: list[float], *, resamples: int = RESAMPLES, seed: int = SE
     means = x[np.random.default_rng(seed).integers(0, n, size=(resamples, n))].mean(axis=1)
     low, high = np.quantile(means, [0.025, 0.975])
     widen = np.sqrt(n / (n - 1))
+    wilson_low, wilson_high = wilson_interval(float(x.sum()), n)
     return WinShare(
-        mean, float(max(0.0, mean - widen * (mean - low))), float(min(1.0, mean + widen * (high - mean))), n
+        mean,
+        float(max(0.0, min(mean - widen * (mean - low), wilson_low))),
+        float(min(1.0, max(mean + widen * (high - mean), wilson_high))),
+        n,
     )

@@ -136,7 +136,9 @@ class RegistryKind(ABC):
         expect_from: int | None | object = ANY,
         cfg: Settings | None = None,
     ) -> AliasMove | None:
-        """Point ``alias`` at ``version`` and record the move in the history; None when it was there.
+        """Point ``alias`` at ``version`` and record the move in the history; None when it was
+        there already (unless ``force`` gives a reason: then the reason is recorded, so a move
+        made outside llmops-magics, in the MLflow UI say, can be vouched for).
 
         ``run_id`` names the run that justified the move and ``evidence`` what it is
         ("shadow run"); both go into the record and the readable history. A protected alias
@@ -157,8 +159,8 @@ class RegistryKind(ABC):
                 f"{self.name} {name}@{alias} moved from {was} to {before} while this move was checked "
                 f"(another notebook promoting at once?): nothing changed"
             )
-        if before == version:
-            return None
+        if before == version and not why:
+            return None  # with a reason it is recorded anyway: someone vouches for a move made elsewhere
         if before is not None and alias in cfg.protected_aliases and not (promotion or why):
             raise AliasProtected(
                 f"{self.name} {name}@{alias} is protected: move it with %llm_promote {self.name} {name} {version} "

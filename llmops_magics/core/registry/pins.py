@@ -19,6 +19,7 @@ from pathlib import Path
 from ...config import Settings, settings
 from ...errors import BadInput, DigestMismatch, PinDrift
 from .. import events
+from ..paths import shown_path
 from ..tracking import bounded_command
 from .base import RegistryKind
 from .common import now_iso, short
@@ -129,7 +130,7 @@ def pin(kind: str | None, ref: str, *, cfg: Settings | None = None) -> PinSet:
                 version=locked_pin.version,
                 alias=locked_pin.alias,
                 digest=locked_pin.digest,
-                source=os.environ.get(LOCK_ENV),
+                source=shown_path(os.environ[LOCK_ENV], cfg=cfg),  # lineage travels: no machine path
             )
         )
         return pins()
@@ -213,7 +214,8 @@ def _unpromoted(kind: RegistryKind, name: str, alias: str, now: int, cfg: Settin
     if last is None or last.to_version != now:
         return (
             f"protected alias {alias} points to {now} but no recorded promotion put it there "
-            f"(moved outside llmops-magics, e.g. in the MLflow UI?): check it, then %llm_promote or --force --why"
+            f"(moved outside llmops-magics, e.g. in the MLflow UI?): check it, then record why with "
+            f'%llm_alias {kind.name} {name} {alias} {now} --force --why "..."'
         )
     if not last.sanctioned:
         return f"protected alias {alias} was moved to {now} by {last.user} without a promotion"
@@ -250,7 +252,12 @@ def load_lock(path: str | Path | None = None, *, cfg: Settings | None = None) ->
     for p in new.pins:
         events.emit(
             events.Pinned(
-                registry=p.kind, name=p.name, version=p.version, alias=p.alias, digest=p.digest, source=str(path)
+                registry=p.kind,
+                name=p.name,
+                version=p.version,
+                alias=p.alias,
+                digest=p.digest,
+                source=shown_path(path, cfg=cfg),
             )
         )
     use_lockfile(path)

@@ -14,7 +14,9 @@ for the primary and the candidate. Without a price on both sides the difference 
 seconds per 1,000 requests.
 
 ``max_cost_ratio`` fails the quality verdict (``worse``) only when the LOWER 95% bound
-of candidate cost / primary cost exceeds the limit: a cost shown above the limit. A
+of candidate cost / primary cost exceeds the limit: a cost shown above the limit. With an
+hourly price the bound must exceed the limit times ``1 + latency_margin``: each side's
+cost then rests on one measured wall time, whose noise no resampling of cases shows. A
 ratio whose interval straddles the limit is reported, never decides; without the
 threshold the cost is reported and never decides either. The check decides even when
 the outputs are identical: the same answers can cost more (a slower serving config).
@@ -194,13 +196,19 @@ def cost_check(cc: CostComparison, t: Thresholds) -> Check | None:
         reason = f"no cost ratio: {cc.line()} (limit {limit:g}x)"
         return Check(CHECK, "quality", "inconclusive", float("nan"), None, reason, None, None, n)
     low, high = cc.ratio_ci
-    if low > limit:
+    # An hourly price costs a side by its ONE measured wall time, whose run-to-run noise
+    # the interval over cases cannot see: above the limit only beyond the latency margin.
+    timed = any(side.price is not None and side.price.hourly for side in (cc.primary, cc.candidate))
+    bar = limit * (1 + t.latency_margin) if timed else limit
+    if low > bar:
         verdict, reason = "worse", f"costs {cc.ratio:.2g}x the primary (limit {limit:g}x)"
     elif high <= limit:
         verdict, reason = "equivalent", f"costs {cc.ratio:.2g}x the primary (within the limit {limit:g}x)"
     else:
         verdict = "inconclusive"
         reason = f"costs {cc.ratio:.2g}x the primary: not shown above the limit {limit:g}x (decides only above it)"
+        if timed and low > limit:
+            reason += f"; hourly prices time one batch per side, so it decides above {bar:.3g}x"
     return Check(CHECK, "quality", verdict, cc.ratio, (low, high), reason, None, None, n)
 
 

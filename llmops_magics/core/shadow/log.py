@@ -105,6 +105,10 @@ def _cell(v):
     return v
 
 
+# The params verify compares between a saved shadow cell and its run now.
+_DIGESTS = ("_model_digest", "_base_digest", "_adapter_digest", "_prompt_digest")
+
+
 def emit(result: ShadowResult) -> None:
     """Tell the event listeners (lineage) what this comparison found."""
     events.emit(
@@ -130,5 +134,8 @@ def emit(result: ShadowResult) -> None:
                 role: [text_digest(r.get(f"{role}_output")) for r in result.rows] for role in ("primary", "candidate")
             },
             hardware=hardware.describe((result.serving.get("candidate") or {}).get("device")),
+            candidate_prompt=result.params.get("candidate_prompt") or None,
+            # Empty ones too: an adapter added or removed reads as "" -> digest.
+            digests={k: v for k, v in result.params.items() if k.endswith(_DIGESTS)},
         )
     )

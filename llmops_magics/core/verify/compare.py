@@ -16,10 +16,20 @@ IDENTICAL = "identical"
 CHANGED = "changed"
 GENERATING = ("generation", "shadow")
 
-# An error a cell now raises that names a pin or a digest (a lockfile that no longer
-# verifies, weights changed on disk) is a named difference, not a mystery.
+# An error a cell now raises about a pin or a digest (a lockfile that no longer verifies,
+# weights changed on disk) is a named difference, not a mystery. Told by its type: raised
+# from Python it is the error's own type; from a magic, a UsageError whose line starts with
+# the type ("UsageError: DigestMismatch: weights of chat/1 changed on disk ...").
 _PIN_ERRORS = ("DigestMismatch", "PinDrift")
-_PIN_WORDS = re.compile(r"digest|changed on disk|lockfile|pinned|pin ", re.IGNORECASE)
+_TYPED_LINE = re.compile(r"^(?:UsageError: )?(\w+):")
+
+
+def pin_error(error: str | None, error_type: str | None) -> bool:
+    """Whether a cell's error is a pin or digest error (by type, never by wording)."""
+    if error_type in _PIN_ERRORS:
+        return True
+    found = _TYPED_LINE.match(error or "")
+    return bool(found) and found.group(1) in _PIN_ERRORS
 
 
 @dataclass(frozen=True)
@@ -111,15 +121,19 @@ def compare_cell(
     error, error_type : str, optional
         The one line of the error the cell raises now, and its type.
     ran : bool
-        False when the cell did not run (an earlier cell failed).
+        False when the cell did not run (an earlier cell failed: ``error`` is that cell's).
     """
     d = _Diff()
     if not ran:
         d.outputs_changed = True
-        d.note("not run: an earlier cell failed")
+        # ``error``: the earlier cell's, when known; a pin error there is named here too.
+        if error is not None and pin_error(error, error_type):
+            d.name(f"not run: an earlier cell fails: {error}")
+        else:
+            d.note("not run: an earlier cell failed" + (f": {error}" if error else ""))
     elif error is not None and saved.get("status") != "error":
         d.outputs_changed = True
-        if error_type in _PIN_ERRORS or _PIN_WORDS.search(error):
+        if pin_error(error, error_type):
             d.name(f"fails: {error}")
         else:
             d.note(f"fails now: {error}")
@@ -158,9 +172,11 @@ def compare_generation(a: dict, b: dict, d: _Diff | None = None) -> _Diff:
     _model(a.get("model"), b.get("model"), d)
     _same(d, "model digest", a.get("model_digest"), b.get("model_digest"), show=False)
     _prompt(a.get("prompt"), b.get("prompt"), d)
-    _same(d, "base digest", a.get("base_digest"), b.get("base_digest"), show=False)
-    _same(d, "adapter", a.get("adapter"), b.get("adapter"))
-    _same(d, "adapter digest", a.get("adapter_digest"), b.get("adapter_digest"), show=False)
+    # None here means "no adapter": an adapter added or removed is a difference (in records
+    # that have the field at all).
+    _present(d, "base digest", a, b, "base_digest", show=False)
+    _present(d, "adapter", a, b, "adapter")
+    _present(d, "adapter digest", a, b, "adapter_digest", show=False)
     _dict(d, "sampling", a.get("sampling"), b.get("sampling"))
     for key in ("dtype", "backend", "device"):
         _same(d, f"engine {key}", a.get(key), b.get(key))
@@ -185,6 +201,11 @@ def compare_shadow(a: dict, b: dict, d: _Diff | None = None) -> _Diff:
         for key in ("dtype", "backend", "device"):
             _same(d, f"{role} engine {key}", old.get(key), new.get(key))
     _same(d, "prompt", _label(a.get("prompt")), _label(b.get("prompt")))
+    _same(d, "candidate prompt", a.get("candidate_prompt"), b.get("candidate_prompt"))
+    old_digests, new_digests = a.get("digests") or {}, b.get("digests") or {}
+    for key in sorted(set(old_digests) & set(new_digests)):
+        # "candidate adapter digest": which side's weights or prompt text changed.
+        _same(d, key.replace("_", " "), old_digests[key], new_digests[key], show=False)
     _hardware(a.get("hardware"), b.get("hardware"), d)
     if list(a.get("input_digests") or []) != list(b.get("input_digests") or []):
         d.note("input changed")
@@ -201,6 +222,12 @@ def _same(d: _Diff, what: str, old, new, *, show: bool = True) -> None:
     d.name(f"{what} {old} -> {new}" if show else what)
 
 
+def _present(d: _Diff, what: str, a: dict, b: dict, key: str, *, show: bool = True) -> None:
+    """Name ``what`` when both records have ``key`` and it differs, None (absent) included."""
+    if key in a and key in b and a[key] != b[key]:
+        d.name(f"{what} {_shown(a[key], 'none')} -> {_shown(b[key], 'none')}" if show else what)
+
+
 def _dict(d: _Diff, what: str, old: dict | None, new: dict | None) -> None:
     if not isinstance(old, dict) or not isinstance(new, dict):
         return
@@ -213,8 +240,8 @@ def _without(args: dict | None, key: str) -> dict | None:
     return {k: v for k, v in args.items() if k != key} if isinstance(args, dict) else None
 
 
-def _shown(v) -> str:
-    return "unset" if v is None else str(v)
+def _shown(v, missing: str = "unset") -> str:
+    return missing if v is None else str(v)
 
 
 def _model(old: str | None, new: str | None, d: _Diff) -> None:

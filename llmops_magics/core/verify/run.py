@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...errors import LlmopsError, VerifyUsageError
+from ..display import esc
 from ..notebooks import run_notebook
-from ..paths import shown_path
+from ..paths import shown_path, shown_text
 from ..registry.pins import LOCK_ENV
 from .compare import CellVerdict, compare_cell
 from .saved import CellRun, cell_runs, parse_cells, select, verifiable_cells
@@ -67,10 +68,8 @@ class VerifyResult:
         return self.text()
 
     def _repr_mimebundle_(self, include=None, exclude=None):
-        rows = "".join(
-            f"<tr><td>cell {c.cell}</td><td>{_esc(c.line().split('  ', 1)[1])}</td></tr>" for c in self.cells
-        )
-        html = f"<table class='llmops-verify'>{rows}</table><div>{_esc(self.text().splitlines()[-1])}</div>"
+        rows = "".join(f"<tr><td>cell {c.cell}</td><td>{esc(c.line().split('  ', 1)[1])}</td></tr>" for c in self.cells)
+        html = f"<table class='llmops-verify'>{rows}</table><div>{esc(self.text().splitlines()[-1])}</div>"
         return {"text/plain": self.text(), "text/html": html}
 
 
@@ -114,8 +113,17 @@ def verify(path, lock=None, cells=None, *, timeout: int = 600) -> VerifyResult:
     where = shown_path(notebook)
     saved = select(verifiable_cells(nbformat.read(notebook, as_version=4), where), wanted, where)
     now, run_error = _execute(notebook, lockfile, timeout)
-    verdicts = [_judge(cell, now) for cell in saved]
-    return VerifyResult(where, shown_path(lockfile), verdicts, run_error)
+    stopped = next((r for _, r in sorted(now.items()) if r.error is not None), None)
+    verdicts = [_judge(cell, now, stopped) for cell in saved]
+    if run_error is not None and stopped is not None:
+        # The cell where the run stopped, in words with no machine path (it may be no generating cell).
+        run_error = shown_text(f"cell {stopped.execution_count or '?'} failed: {stopped.error}")
+    elif run_error is not None:
+        run_error = shown_text(run_error)
+    result = VerifyResult(where, shown_path(lockfile), verdicts, run_error)
+    if run_error:
+        result.notes.append(f"run stopped: {run_error}")
+    return result
 
 
 def _execute(notebook: Path, lockfile: Path, timeout: int) -> tuple[dict[int, CellRun], str | None]:
@@ -159,19 +167,17 @@ def _kernel_env(lockfile: Path) -> Iterator[None]:
                 os.environ[k] = v
 
 
-def _judge(saved: CellRun, now: dict[int, CellRun]) -> CellVerdict:
+def _judge(saved: CellRun, now: dict[int, CellRun], stopped: CellRun | None) -> CellVerdict:
     current = now.get(saved.index)
     ran = current is not None and current.execution_count is not None
+    # A cell that did not run is read against the cell that stopped the run.
+    cause = current if ran else stopped
     return compare_cell(
         saved.bundle or {},
         current.bundle if current else None,
         cell=saved.execution_count or 0,
         index=saved.index,
-        error=current.error if ran else None,
-        error_type=current.error_type if ran else None,
+        error=shown_text(cause.error) if cause is not None and cause.error else None,
+        error_type=cause.error_type if cause is not None else None,
         ran=ran,
     )
-
-
-def _esc(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
