@@ -30,10 +30,7 @@ class AliasCommand:
 
     @classmethod
     def from_args(cls, args) -> AliasCommand:
-        if args.force and not (args.why or "").strip():
-            raise UsageError('--force needs a reason: --force --why "..." (it is recorded in the alias history)')
-        if args.why and not args.force:
-            raise UsageError("--why goes with --force")
+        # --force without --why (and --why alone) is refused by core, one line, for both doors.
         if args.history:
             if args.version is not None or args.run is not None or args.force:
                 raise UsageError("--history takes KIND NAME [ALIAS], e.g. %llm_alias --history prompt summarize")

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 
@@ -32,10 +31,7 @@ class PromoteCommand:
 
     @classmethod
     def from_args(cls, args) -> PromoteCommand:
-        if args.force and not (args.why or "").strip():
-            raise UsageError('--force needs a reason: --force --why "..." (it is recorded in the alias history)')
-        if args.why and not args.force:
-            raise UsageError("--why goes with --force (a promotion on evidence cites its shadow run)")
+        # --force without --why (and --why alone) is refused by core, one line, for both doors.
         return cls(
             args.kind,
             args.name,

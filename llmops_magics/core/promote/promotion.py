@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from ...config import Settings, settings
 from ...errors import AliasRace, BadInput, PromotionRefused
 from ..display import esc
+from ..registry.common import forced_why
 from ..registry.history import AliasMove
 from ..registry.kinds import kind_of
 from ..registry.refs import check_alias_name, check_name
@@ -269,9 +270,7 @@ def promote(
         The alias moved (another promotion) while this one checked: nothing changed.
     """
     cfg = cfg or settings()
-    why = " ".join(str(why or "").split()) or None
-    if force and not why:
-        raise BadInput('--force needs a reason: --force --why "..." (it is recorded in the alias history)')
+    why = forced_why(force, why)
     require = check_require(require)
     min_cases = check_number(min_cases, "--min-cases", int)
     min_win_rate = check_number(min_win_rate, "--min-win-rate", float, 0.0, 1.0)

@@ -19,7 +19,7 @@ from .. import events
 from ..tracking import bounded_command, client, is_not_found, mlflow_errors
 from ..tracking.errors import error_code
 from ..tracking.redact import describe
-from .common import now_iso, who
+from .common import forced_why, now_iso, who
 from .history import AliasHistory, AliasMove, move_tag, read_history
 from .history_block import HISTORY_TAG, history_tag_value, with_history
 from .refs import Ref, check_alias_name, check_name
@@ -150,7 +150,7 @@ class RegistryKind(ABC):
         cfg = cfg or settings()
         name, alias = check_name(name, f"{self.name} name"), check_alias_name(alias)
         version = _version_number(version)
-        why = _one_line_why(force, why)
+        why = forced_why(force, why)
         self.load(name, version, cfg)  # says which versions exist when this one does not
         before = self.alias_target(name, alias, cfg=cfg)
         if expect_from is not ANY and before != expect_from:
@@ -227,14 +227,6 @@ class RegistryKind(ABC):
         if tags is None:
             raise missing
         return read_history(self.name, name, tags, alias)
-
-
-def _one_line_why(force: bool, why: str | None) -> str | None:
-    """The reason of a forced move, on one line; ``force`` without one is a usage error."""
-    why = " ".join(str(why or "").split()) or None
-    if force and not why:
-        raise BadInput('--force needs a reason: --force --why "..." (it is recorded in the alias history)')
-    return why if force else None
 
 
 def _version_number(version) -> int:

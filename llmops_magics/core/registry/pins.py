@@ -123,22 +123,20 @@ def pin(kind: str | None, ref: str, *, cfg: Settings | None = None) -> PinSet:
     locked_pin = pinned(registry, parsed, cfg) if enforce_lock(cfg) else None
     if locked_pin is not None:
         # Under an enforced lockfile the alias resolves to the locked version, not where it points now.
-        events.emit(
-            events.Pinned(
-                registry=locked_pin.kind,
-                name=locked_pin.name,
-                version=locked_pin.version,
-                alias=locked_pin.alias,
-                digest=locked_pin.digest,
-                source=shown_path(os.environ[LOCK_ENV], cfg=cfg),  # lineage travels: no machine path
-            )
-        )
+        _announce(locked_pin, os.environ[LOCK_ENV], cfg)
         return pins()
     new = make_pin(registry, registry.find(parsed, cfg), parsed.alias, cfg)
-    events.emit(
-        events.Pinned(registry=new.kind, name=new.name, version=new.version, alias=new.alias, digest=new.digest)
-    )
+    _announce(new)
     return _set(pins().with_pin(new))
+
+
+def _announce(p: Pin, lockfile=None, cfg: Settings | None = None) -> None:
+    """Tell lineage a pin is in force (``lockfile``: the one it came from)."""
+    # Lineage travels: the lockfile as people share its path, never this machine's.
+    source = shown_path(lockfile, cfg=cfg) if lockfile is not None else None
+    events.emit(
+        events.Pinned(registry=p.kind, name=p.name, version=p.version, alias=p.alias, digest=p.digest, source=source)
+    )
 
 
 # Set by ``llmops-magics verify`` for the kernel it starts: that lockfile's pins are in
@@ -250,16 +248,7 @@ def load_lock(path: str | Path | None = None, *, cfg: Settings | None = None) ->
     for entry in read_lock(path):
         new = new.with_pin(_verified(entry, path, cfg))
     for p in new.pins:
-        events.emit(
-            events.Pinned(
-                registry=p.kind,
-                name=p.name,
-                version=p.version,
-                alias=p.alias,
-                digest=p.digest,
-                source=shown_path(path, cfg=cfg),
-            )
-        )
+        _announce(p, path, cfg)
     use_lockfile(path)
     return _set(new)
 
