@@ -152,16 +152,32 @@ def quiet_libraries():
 
 class _Router(io.TextIOBase):
     """A stand-in for ``sys.stdout``/``sys.stderr``: engine threads write to the log,
-    every other thread to where it wrote before."""
+    every other thread to where it wrote before.
+
+    Another thread may hold this object (read ``sys.stdout`` a moment before the block
+    ended) and write after it: :meth:`retire` points every later write at the stream it
+    stood in for, under the lock each write takes, so no write ever lands on a stream
+    the block has closed (a user's thread died of that, once, under load).
+    """
 
     def __init__(self, is_engine, log, other):
         self._is_engine, self._log, self._other = is_engine, log, other
+        self._lock = threading.RLock()
+        self._retired = None
 
     def _target(self):
+        if self._retired is not None:
+            return self._retired
         return self._log if self._is_engine() else self._other
 
     def write(self, text):
-        return self._target().write(text)
+        with self._lock:
+            return self._target().write(text)
+
+    def retire(self, stream) -> None:
+        """From now on, every write goes to ``stream`` (what ``sys.stdout`` was before)."""
+        with self._lock:
+            self._retired = stream
 
     def flush(self):
         for stream in (self._log, self._other):
@@ -246,11 +262,12 @@ def engine_output(log_file: Path | None = None, *, verbose: bool = False):
         # The shared log gets records through the loggers' own file handlers; an
         # engine's own log gets its thread's records here.
         handler = _ThreadHandler(is_engine, log_streams[1]) if log_file else None
+        routers: tuple[_Router, ...] = ()
         try:
             for fd in (1, 2):
                 os.dup2(log_fd, fd)
-            sys.stdout = _Router(is_engine, log, others["stdout"])
-            sys.stderr = _Router(is_engine, log, others["stderr"])
+            routers = (_Router(is_engine, log, others["stdout"]), _Router(is_engine, log, others["stderr"]))
+            sys.stdout, sys.stderr = routers
 
             def showwarning(message, category, filename, lineno, file=None, line=None):
                 if is_engine():
@@ -266,13 +283,17 @@ def engine_output(log_file: Path | None = None, *, verbose: bool = False):
             for name in _LOGGERS if handler else ():
                 logging.getLogger(name).removeHandler(handler)
             warnings.showwarning = old_showwarning
-            sys.stdout, sys.stderr = old_streams
             for stream in others.values():
                 with contextlib.suppress(Exception):
                     stream.flush()
+            # Descriptors first: the streams restored next may write to 1 and 2, which
+            # must be the console again, never the log, by then.
             for fd, old in saved_fds.items():
                 os.dup2(old, fd)
                 os.close(old)
+            for router, old in zip(routers, old_streams):
+                router.retire(old)
+            sys.stdout, sys.stderr = old_streams
             os.close(log_fd)
             for name, stream in others.items():
                 if stream is not (old_streams[0] if name == "stdout" else old_streams[1]):

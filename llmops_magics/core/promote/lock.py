@@ -26,6 +26,7 @@ from ...errors import AliasRace
 from ..paths import shown_path
 from ..registry.base import RegistryKind
 from ..tracking import client, is_remote, mlflow_errors
+from ..tracking.errors import error_code
 from ..tracking.store import sqlite_path
 
 LEASE_PREFIX = "llmops.alias_lease."
@@ -100,7 +101,16 @@ def _lease(kind: RegistryKind, name: str, alias: str, cfg: Settings):
         held = _read_lease(kind, c, name, key)
         if held and held.get("owner") != mine and float(held.get("until", 0)) > time.time():
             raise AliasRace(f"another promotion of {kind.name} {name}@{alias} is under way: nothing moved")
-        kind._set_tag(c, name, key, json.dumps({"owner": mine, "until": time.time() + LEASE_S}))
+        try:
+            kind._set_tag(c, name, key, json.dumps({"owner": mine, "until": time.time() + LEASE_S}))
+        except Exception as e:
+            # Two first writes of one tag at once: the server's store may refuse the second
+            # (a unique-key error on its sqlite); the lease is then the other mover's.
+            if not error_code(e) or _read_lease(kind, c, name, key).get("owner") in (None, mine):
+                raise
+            raise AliasRace(
+                f"another promotion of {kind.name} {name}@{alias} took the lease at the same time: nothing moved"
+            ) from None
         time.sleep(SETTLE_S)
         held = _read_lease(kind, c, name, key)
     if not held or held.get("owner") != mine:
