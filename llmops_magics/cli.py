@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
 
 from . import config
-from .errors import LlmopsError
+from .errors import LlmopsError, VerifyUsageError
 
 
 def cmd_prepare(args) -> int:
@@ -149,11 +150,8 @@ def cmd_verify(args) -> int:
 
     Exit 0 nothing changed, 1 changed with the same pins and hardware, 3 changed and
     something named differs, 2 usage errors."""
-    import json
-
     # deferred: nbclient and a kernel's stack, needed by this command only
     from .core.verify import verify
-    from .errors import VerifyUsageError
 
     try:
         result = verify(args.notebook, lock=args.lock, cells=args.cells, timeout=args.timeout)

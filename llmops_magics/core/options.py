@@ -125,6 +125,10 @@ RULES: dict[str, Rule] = {
     "engine_plan": Rule("choice", "one-at-a-time", choices=("auto", "together", "one-at-a-time")),
     "adapter_mode": Rule("choice", "merged", choices=("auto", "lora", "merged")),
     "max_scorer_calls": _whole(1000, 1),
+    # promotion gate
+    "require": Rule("choice", "better", choices=("equivalent", "better")),
+    "min_cases": _whole(50, 0),
+    "min_win_rate": _number(0.4, 0, 1),
     # adapter check
     "max_lora_rank": _whole(16, 1),
     "max_new_tokens": _whole(16, 1),

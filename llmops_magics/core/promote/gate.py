@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ...config import Settings, settings
-from ...errors import BadInput
+from .. import options
 from ..review.run_record import read_verdicts
 from ..tracking import bounded_command
 from .evidence import ShadowEvidence, read_run
@@ -40,23 +40,6 @@ class GateDecision:
 
     def __str__(self) -> str:
         return f"{'pass' if self.ok else 'fail'}: {self.reason}"
-
-
-def check_require(require: str) -> str:
-    if require not in ACCEPTS:
-        raise BadInput(f"--require must be equivalent or better, got {require!r}")
-    return require
-
-
-def check_number(value, what: str, cast=float, low: float = 0.0, high: float | None = None):
-    try:
-        value = cast(value)
-    except (TypeError, ValueError):
-        raise BadInput(f"{what} must be a number, got {value!r}") from None
-    if value < low or (high is not None and value > high):
-        bound = f"between {low:g} and {high:g}" if high is not None else f"at least {low:g}"
-        raise BadInput(f"{what} must be {bound}, got {value!r}")
-    return value
 
 
 def judge(
@@ -122,8 +105,7 @@ def gate_run(
         An unknown run, a run that is not a shadow run, or a bad option.
     """
     cfg = cfg or settings()
-    require = check_require(require)
-    min_cases = check_number(min_cases, "--min-cases", int)
-    min_win_rate = check_number(min_win_rate, "--min-win-rate", float, 0.0, 1.0)
+    checked = options.check(require=require, min_cases=min_cases, min_win_rate=min_win_rate)
+    require, min_cases, min_win_rate = checked["require"], checked["min_cases"], checked["min_win_rate"]
     run = read_run(run_id, cfg)
     return judge(run, require=require, min_cases=min_cases, review=review, min_win_rate=min_win_rate, cfg=cfg)

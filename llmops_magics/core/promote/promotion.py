@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from ...config import Settings, settings
 from ...errors import AliasRace, BadInput, PromotionRefused
+from .. import options
 from ..display import esc
 from ..registry.common import forced_why
 from ..registry.history import AliasMove
@@ -19,7 +20,7 @@ from ..registry.kinds import kind_of
 from ..registry.refs import check_alias_name, check_name
 from ..tracking import bounded_command
 from .evidence import ShadowEvidence, read_run, shadow_runs
-from .gate import GateDecision, check_number, check_require, judge
+from .gate import GateDecision, judge
 from .lock import alias_lock
 
 
@@ -271,9 +272,8 @@ def promote(
     """
     cfg = cfg or settings()
     why = forced_why(force, why)
-    require = check_require(require)
-    min_cases = check_number(min_cases, "--min-cases", int)
-    min_win_rate = check_number(min_win_rate, "--min-win-rate", float, 0.0, 1.0)
+    checked = options.check(require=require, min_cases=min_cases, min_win_rate=min_win_rate)
+    require, min_cases, min_win_rate = checked["require"], checked["min_cases"], checked["min_win_rate"]
     p = plan(kind, name, version, to=to, cfg=cfg)
     if p.current == p.version:
         return Promotion(p, None)

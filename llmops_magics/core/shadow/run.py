@@ -206,8 +206,9 @@ def shadow(
     if scorer_set is not None:  # what the scorers will cost, said before anything runs
         progress_bar(total=0, desc=scorer_set.summary, bar_format="{desc}", leave=True).close()
     resolved = resolve(spec)
-    if spec.name is None and comparison_name(resolved):  # two prompt versions: the name says which
-        spec = dataclasses.replace(spec, name=comparison_name(resolved))
+    named = comparison_name(resolved) if spec.name is None else None
+    if named:  # two prompt versions: the name says which
+        spec = dataclasses.replace(spec, name=named)
     require_prices(spec.prices, (resolved.primary, resolved.candidate), spec.thresholds)  # before any generation
     planned = plan(spec, resolved)
     generated = generate(planned, resolved.cases, spec.sampling)
