@@ -23,6 +23,7 @@ import numpy as np
 
 from ..review.tally import wilson_interval
 from ..review.verdicts import ReviewVerdict
+from ..shadow.stats import bootstrap_ci
 
 _SCORE = {"candidate": 1.0, "tie": 0.5, "primary": 0.0}
 RESAMPLES = 2000
@@ -59,11 +60,10 @@ def win_share(scores: list[float], *, resamples: int = RESAMPLES, seed: int = SE
     if not scores:
         return None
     x = np.asarray(scores, dtype=float)
-    n, mean = len(x), float(x.mean())
+    n = len(x)
     if n == 1:  # one case says nothing about the spread
-        return WinShare(mean, 0.0, 1.0, 1)
-    means = x[np.random.default_rng(seed).integers(0, n, size=(resamples, n))].mean(axis=1)
-    low, high = np.quantile(means, [0.025, 0.975])
+        return WinShare(float(x[0]), 0.0, 1.0, 1)
+    mean, low, high = bootstrap_ci(x, resamples=resamples, seed=seed)
     widen = np.sqrt(n / (n - 1))
     wilson_low, wilson_high = wilson_interval(float(x.sum()), n)
     return WinShare(
