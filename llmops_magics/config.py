@@ -74,6 +74,9 @@ class Settings:
         Model ref or label -> price: ``"0.15/1M in,0.60/1M out"`` for API-priced models,
         ``"2.50/h"`` for self-hosted serving hardware; ``%%llm`` and ``%%shadow`` show the
         cost of 1,000 requests from it.
+    ray_address : str
+        Where ``--on ray`` work runs: ``auto`` (a running cluster), ``ray://head:10001``
+        or ``host:6379``; empty starts a local Ray for the session (stopped at exit).
     """
 
     home: Path = Path(".llmops")
@@ -90,6 +93,7 @@ class Settings:
     max_scorer_calls: int = 10_000
     protected_aliases: tuple = ()
     prices: dict = field(default_factory=dict)
+    ray_address: str = ""
 
     def __post_init__(self):
         if self.backend not in BACKENDS:
@@ -167,6 +171,7 @@ def _from_env() -> Settings:
         ("max_scorer_calls", "LLMOPS_MAX_SCORER_CALLS"),
         ("protected_aliases", "LLMOPS_PROTECTED_ALIASES"),
         ("prices", "LLMOPS_PRICES"),
+        ("ray_address", "LLMOPS_RAY_ADDRESS"),
     ):
         if env.get(var):
             kw[name] = env[var]

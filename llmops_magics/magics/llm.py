@@ -74,6 +74,9 @@ class LlmopsMagics(Magics):
     prices = Dict(
         config=True, help="Model ref -> price ('0.15/1M in,0.60/1M out' or '2.50/h'): cost per 1,000 requests."
     )
+    ray_address = Unicode(
+        config=True, help="Ray cluster for --on ray ('auto', 'ray://head:10001'); empty starts a local Ray."
+    )
 
     @default("home")
     def _d_home(self):
@@ -127,6 +130,10 @@ class LlmopsMagics(Magics):
     def _d_prices(self):
         return dict(config.settings().prices)
 
+    @default("ray_address")
+    def _d_ray_address(self):
+        return config.settings().ray_address
+
     @observe(
         "home",
         "tracking_uri",
@@ -141,6 +148,7 @@ class LlmopsMagics(Magics):
         "max_scorer_calls",
         "protected_aliases",
         "prices",
+        "ray_address",
     )
     def _push_setting(self, change):
         # A rejected value (e.g. backend=openai without an endpoint) raises ConfigError here.
