@@ -32,6 +32,7 @@ from urllib.parse import urlparse
 
 from ..config import Settings, settings
 from ..errors import BadInput
+from .engine_logs import engine_output
 
 _lock = threading.Lock()
 _current: Cluster | None = None
@@ -229,8 +230,6 @@ class quiet:
         self.cfg = cfg
 
     def __enter__(self):
-        from .engine_logs import engine_output
-
         _route_ray_logs(self.cfg)
         self._warnings = warnings.catch_warnings()
         self._warnings.__enter__()
