@@ -32,7 +32,7 @@ from urllib.parse import urlparse
 
 from ..config import Settings, settings
 from ..errors import BadInput
-from .engine_logs import engine_output
+from .engine_logs import engine_output, route_engine_logs
 
 _lock = threading.Lock()
 _current: Cluster | None = None
@@ -210,8 +210,10 @@ def _start(address: str, cfg: Settings) -> Cluster:
         except (ConnectionError, RuntimeError, ValueError) as e:
             raise RayUnreachable(
                 f"no Ray cluster answers at {address!r} ({_first_line(e)}): start one (ray start --head), "
-                "fix LlmopsMagics.ray_address, or leave it empty to start a local Ray"
+                "fix LlmopsMagics.ray_address, or leave it empty to start a local Ray; a cluster with "
+                "token authentication also needs RAY_AUTH_TOKEN"
             ) from None
+    _silence_error_thread()
     if started_here:
         atexit.register(shutdown)
     cpus = float(ray.cluster_resources().get("CPU", 1.0))
@@ -230,6 +232,8 @@ class quiet:
         self.cfg = cfg
 
     def __enter__(self):
+        # The engine log may not be set up yet (no engine started in this process).
+        route_engine_logs(self.cfg.log_file, verbose=self.cfg.verbose)
         _route_ray_logs(self.cfg)
         self._warnings = warnings.catch_warnings()
         self._warnings.__enter__()
@@ -244,6 +248,21 @@ class quiet:
         finally:
             self._warnings.__exit__(*exc)
         return False
+
+
+def _silence_error_thread() -> None:
+    """Keep Ray's driver-side error thread out of cells.
+
+    It prints cluster events ("A worker died ...", retries) to ``sys.stdout`` from a
+    thread started by ``ray.init``, outside any block of ours; a failure that matters
+    still reaches the caller as the exception of the work it broke, and Ray's session
+    logs keep the events. Ray offers no public switch (``log_to_driver`` covers worker
+    output only): this is the flag its debugger uses for the same purpose.
+    """
+    import ray._private.worker as worker  # deferred: ray is optional
+
+    if hasattr(worker, "_worker_logs_enabled"):
+        worker._worker_logs_enabled = False
 
 
 def _route_ray_logs(cfg: Settings) -> None:

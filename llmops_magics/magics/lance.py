@@ -21,7 +21,7 @@ from .edge import user_errors
 STEP_OPTIONS = {
     "plan": {"to": None},
     "start": {"to": None, "column": None},
-    "backfill": {"batch": 256, "max_batches": None},
+    "backfill": {"batch": 256, "max_batches": None, "on": "kernel", "address": None, "concurrency": None},
     "index": {"min_rows": 5000},
     "shadow": {"queries": None, "k": 10, "labels": None},
     "finish": {"yes": False},
@@ -107,6 +107,15 @@ class LanceMigrateMagics(Magics):
     @argument("--column", default=None, help="start: name of the new vector column.")
     @argument("--batch", default=None, help="backfill: rows per commit (default 256).")
     @argument("--max-batches", default=None, help="backfill: stop after this many batches.")
+    @argument(
+        "--on", default=None, choices=["kernel", "ray"], help="backfill: embed in this kernel (default) or on Ray."
+    )
+    @argument(
+        "--address",
+        default=None,
+        help="backfill --on ray: the cluster (auto, ray://head:10001, host:port; default LlmopsMagics.ray_address).",
+    )
+    @argument("--concurrency", default=None, help="backfill --on ray: embedder actors (default 2).")
     @argument("--min-rows", default=None, help="index: smallest table that gets an ANN index (default 5000).")
     @argument("--queries", default=None, help="shadow: a variable or file with the queries.")
     @argument("--k", default=None, help="shadow: top-k compared (default 10).")

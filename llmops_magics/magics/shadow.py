@@ -79,6 +79,9 @@ class ShadowCommand:
     scorers: tuple  # names of Scorer objects in the notebook namespace
     max_scorer_calls: int | str | None
     prices: dict  # --price REF=PRICE (repeatable), each price checked here: a malformed one is one line
+    on: str  # kernel | ray: where the sides are generated (core checks the value)
+    address: str | None  # the Ray cluster; None: Settings.ray_address
+    concurrency: int | str | None  # generator actors per side on Ray
 
     @classmethod
     def from_args(cls, args) -> ShadowCommand:
@@ -113,6 +116,9 @@ class ShadowCommand:
             scorers=tuple(args.scorer),
             max_scorer_calls=args.max_scorer_calls,
             prices=parse_price_options(args.price),
+            on=args.on,
+            address=args.address,
+            concurrency=args.concurrency,
         )
 
 
@@ -176,6 +182,17 @@ class ShadowMagics(Magics):
     )
     @argument("--backend", choices=list(config.BACKENDS), default=None, help="Override the backend.")
     @argument("--no-log", action="store_true", help="Do not record an MLflow run.")
+    @argument(
+        "--on",
+        default="kernel",
+        help="kernel | ray: generate in this kernel (default) or as Ray Data passes on a Ray cluster.",
+    )
+    @argument(
+        "--address",
+        default=None,
+        help="Ray cluster with --on ray: auto, ray://head:10001, host:6379 (default: LlmopsMagics.ray_address).",
+    )
+    @argument("--concurrency", default=None, help="Generator actors per side with --on ray (default 1).")
     @line_cell_magic
     @user_errors
     def shadow(self, line, cell=None):

@@ -14,6 +14,7 @@ import json
 from ...config import Settings
 from ..generation.digests import folder_digest
 from ..paths import shown_path
+from ..tracking import public_uri, redact
 from .generate import Generated
 from .plan import Plan
 from .resolve import Resolved, prompt_label
@@ -49,6 +50,20 @@ def run_params(spec: ShadowSpec, resolved: Resolved, plan: Plan, generated: Gene
         **{f"{role}_{k}": v for role in ROLES for k, v in generated.serving[role].items()},
         "thresholds": json.dumps(spec.thresholds.as_dict(), sort_keys=True),
         **source_params(spec, plan.primary),
+        **placement_params(spec, generated),
+    }
+
+
+def placement_params(spec: ShadowSpec, generated: Generated) -> dict:
+    """Where the sides were generated: ``on`` always; on Ray, the actors per side and the
+    cluster (its label, credentials and secrets removed: a run travels)."""
+    if spec.on != "ray":
+        return {"on": spec.on}
+    label = getattr(generated, "cluster", "")
+    return {
+        "on": "ray",
+        "ray_concurrency": getattr(generated, "concurrency", spec.concurrency or ""),
+        "ray_cluster": redact(public_uri(label)) if label else "",
     }
 
 

@@ -11,6 +11,8 @@ own module and can be called alone:
 * plan (:func:`.plan.plan`): adapters merged or per request; engines shared, together
   or one at a time;
 * generate (:func:`.generate.generate`): one batch per side, same order, same sampling;
+  with ``on="ray"`` (:func:`.ray_generate.ray_generate`) each side is a Ray Data pass
+  over batches the driver fixed;
 * compare (:func:`.compare.compare`): the per-case rows and their metrics;
 * replay (:func:`.recorded.replay`): a recorded primary's answers in place of a re-run,
   and how often the recorded model reproduces them;
@@ -42,6 +44,7 @@ from .inputs import candidate_prompt_column
 from .judge import ask_judge
 from .log import emit, log_result
 from .plan import plan
+from .ray_generate import check_models_reachable, ray_generate
 from .recorded import read_against_reproduction, replay, sampling_warning
 from .resolve import comparison_name, resolution_notes, resolve
 from .result import ShadowResult
@@ -85,6 +88,9 @@ def shadow(
     scorers=(),
     max_scorer_calls: int | None = None,
     prices: dict | None = None,
+    on: str = "kernel",
+    address: str | None = None,
+    concurrency: int | None = None,
     **threshold_options,
 ) -> ShadowResult:
     """Compare a candidate model with the primary over the same inputs.
@@ -155,6 +161,12 @@ def shadow(
         ``"0.15/1M in,0.60/1M out"`` or ``"2.50/h"`` (serving hardware). The result shows
         each side's cost of 1,000 requests; ``max_cost_ratio=1.5`` fails the verdict when
         the candidate costs more than 1.5x the primary (lower 95% bound).
+    on : str
+        ``kernel`` (default: generate in this process) or ``ray``: each side one Ray Data
+        pass on the cluster at ``address`` (default ``Settings.ray_address``; none: a local
+        Ray started for the session), ``concurrency`` generator actors per side (default
+        1: a vLLM engine per actor is memory-heavy). Same batches, result and MLflow run as
+        the kernel path; a remote cluster needs a tracking server and model folders it reaches.
 
     Returns
     -------
@@ -194,6 +206,9 @@ def shadow(
         scorers=scorers,
         max_scorer_calls=max_scorer_calls,
         prices=prices,
+        on=on,
+        address=address,
+        concurrency=concurrency,
         **threshold_options,
     )
     spec = gather(spec)
@@ -210,8 +225,15 @@ def shadow(
     if named:  # two prompt versions: the name says which
         spec = dataclasses.replace(spec, name=named)
     require_prices(spec.prices, (resolved.primary, resolved.candidate), spec.thresholds)  # before any generation
+    if spec.on == "ray":  # a remote cluster cannot read this machine's model folders: said before any merge
+        check_models_reachable(spec.address, (resolved.primary, resolved.candidate), spec.cfg)
     planned = plan(spec, resolved)
-    generated = generate(planned, resolved.cases, spec.sampling)
+    if spec.on == "ray":
+        generated = ray_generate(
+            planned, resolved.cases, spec.sampling, address=spec.address, concurrency=spec.concurrency, cfg=spec.cfg
+        )
+    else:
+        generated = generate(planned, resolved.cases, spec.sampling)
     reproduction = None
     if spec.recorded:
         generated, reproduction = replay(

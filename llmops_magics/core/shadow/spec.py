@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from ...backends import ray_cluster
 from ...backends.base import Sampling
 from ...config import Settings, settings
 from ...errors import BadInput
@@ -66,6 +67,11 @@ class ShadowSpec:
     max_scorer_calls: int | None = None
     evidence: Evidence | None = None  # filled by the gather stage
     prices: dict = field(default_factory=dict)  # ref -> price text: Settings.prices under prices=
+    # Where the sides are generated (issue 21): ``kernel`` (this process) or ``ray`` (a Ray
+    # cluster at ``address``, default ``Settings.ray_address``, ``concurrency`` actors per side).
+    on: str = "kernel"
+    address: str | None = None
+    concurrency: int | None = None
 
     @property
     def recorded(self) -> bool:
@@ -80,6 +86,10 @@ class ShadowSpec:
                 return name
         return None
 
+
+# ``--on``: where the sides are generated; ``--concurrency``: generator actors per side on Ray.
+ON_RULE = options.Rule("choice", "ray", choices=("kernel", "ray"))
+CONCURRENCY_RULE = options.Rule("whole", "2", low=1)
 
 # ``--primary recorded``: the primary's answers are the recorded ones, not a re-run.
 RECORDED = "recorded"
@@ -120,6 +130,9 @@ def validate(
     scorers=(),
     max_scorer_calls: int | None = None,
     prices: dict | None = None,
+    on: str = "kernel",
+    address: str | None = None,
+    concurrency: int | None = None,
     **threshold_options,
 ) -> ShadowSpec:
     """Check ``shadow()``'s arguments and parse its inputs into a :class:`ShadowSpec`.
@@ -133,7 +146,8 @@ def validate(
         serving option or threshold).
     BadInput
         No inputs, or inputs that do not parse; a ``candidate_prompt`` without ``prompt``;
-        no ``candidate`` and no ``candidate_prompt``.
+        no ``candidate`` and no ``candidate_prompt``; ``on="ray"`` without Ray installed,
+        or with a remote cluster that could not reach the MLflow store.
     """
     # The order of the checks is the order of the messages a user meets.
     sampling = options.sampling(max_tokens, temperature, seed)
@@ -156,6 +170,7 @@ def validate(
     candidate = check_candidate(primary, candidate, prompt, candidate_prompt)
     cfg = cfg or settings()
     prices = {**check_prices(cfg.prices, what="LlmopsMagics.prices"), **check_prices(prices)}
+    on, address, concurrency = check_placement(on, address, concurrency, cfg)
     max_scorer_calls = options.check(max_scorer_calls=max_scorer_calls)["max_scorer_calls"]
     if max_scorer_calls is None:
         max_scorer_calls = cfg.max_scorer_calls
@@ -195,7 +210,29 @@ def validate(
         scorers=tuple(scorers or ()),
         max_scorer_calls=max_scorer_calls,
         prices=prices,
+        on=on,
+        address=address,
+        concurrency=concurrency,
     )
+
+
+def check_placement(on, address, concurrency, cfg: Settings) -> tuple[str, str | None, int | None]:
+    """``on``, ``address`` and ``concurrency`` checked; for Ray, refused before any work
+    when Ray is missing or a remote cluster could not reach the MLflow store (the model
+    folders are checked once the models are resolved)."""
+    on = ON_RULE.coerce("on", "kernel" if on is None else on)
+    concurrency = None if concurrency is None else CONCURRENCY_RULE.coerce("concurrency", concurrency)
+    if address is not None and not isinstance(address, str):
+        raise BadInput(f"address={address!r}: must be a Ray address (auto, ray://head:10001, host:6379)")
+    if on == "kernel":
+        if address is not None or concurrency is not None:
+            given = "--address" if address is not None else "--concurrency"
+            raise BadInput(f"{given} places work on Ray: add --on ray (or drop {given})")
+        return on, None, None
+    ray_cluster.require_ray()
+    resolved = ray_cluster.resolve_address(address, cfg)
+    ray_cluster.check_reachable(resolved, tracking_uri=cfg.resolved_tracking_uri)
+    return on, address, concurrency
 
 
 def check_sources(inputs, primary, from_traces, from_dataset, baseline, baseline_side, trace_filter, since) -> str:

@@ -41,7 +41,7 @@ import math
 import re
 import time
 
-from ...backends import lance
+from ...backends import lance, ray_cluster
 from ...config import Settings, settings
 from ...errors import BadInput, TrackingError
 from .. import events, options, tracking
@@ -50,6 +50,7 @@ from .backfill import fill, rows_left
 from .dual_write import add_rows
 from .embedders import EmbedderSpec, get_embedder
 from .ranking import ShadowReport, shadow_compare
+from .ray_backfill import check_concurrency, fill_on_ray, open_cluster, plan_fill
 from .results import StepResult
 from .state import (
     DIGEST_SUFFIX,
@@ -292,35 +293,63 @@ class Migration:
         return emb
 
     @_step
-    def backfill(self, batch: int = 256, *, max_batches: int | None = None, progress: bool = True) -> StepResult:
+    def backfill(
+        self,
+        batch: int = 256,
+        *,
+        max_batches: int | None = None,
+        progress: bool = True,
+        on: str = "kernel",
+        address: str | None = None,
+        concurrency: int | None = None,
+    ) -> StepResult:
         """Embed the rows whose new vector is null or stale, ``batch`` rows per commit.
 
         Resumable: rerun after any crash and only the rows still null or stale are
         embedded; a row whose text was edited after it was embedded is embedded again.
         Embedding the next batch overlaps with writing the previous one (one batch in
         flight at most, so memory stays bounded).
+
+        Parameters
+        ----------
+        batch : int
+            Rows per commit.
+        max_batches : int, optional
+            Stop after this many commits.
+        progress : bool
+            Show a progress bar (rows committed).
+        on : {"kernel", "ray"}
+            Where the embedding runs: in this process (default), or in Ray workers while
+            this process commits (``ray_backfill.py``), with the same guarantees.
+        address : str, optional
+            Ray only: the cluster (``auto``, ``ray://head:10001``, ``host:port``); default
+            ``Settings.ray_address``, else a local Ray started for this process.
+        concurrency : int, optional
+            Ray only: embedder actors (default ``ray_backfill.DEFAULT_CONCURRENCY``, 2).
         """
         if batch < 1:
             raise BadInput(f"--batch must be at least 1, got {batch}")
+        ray = self._ray_target(on, address, concurrency)  # refused here, before any work
         state = self._open_state()
         t = self._fresh()
         lay = layout(t)
         col, dig = state["to_column"], digest_column(state)
-        emb = self._target(state)
+        # On Ray the workers load the embedder (and check its digest): the kernel never does.
+        emb = self._target(state) if ray is None else None
         before = t.version
         if dig not in t.schema.names:  # a migration started by an older llmops_magics
             t.add_columns([lance.digest_field(dig, col)])
-        done = fill(
-            t,
-            lay,
-            col,
-            dig,
-            emb,
-            batch=batch,
-            max_batches=max_batches,
-            progress=progress,
-            desc=f"backfill {self.name}.{col}",
-        )
+        desc = f"backfill {self.name}.{col}"
+        extra, where = {}, ""
+        if ray is None:
+            done = fill(t, lay, col, dig, emb, batch=batch, max_batches=max_batches, progress=progress, desc=desc)
+        else:
+            cluster = open_cluster(ray[0], self.cfg)
+            job = plan_fill(t, lay, col, dig, column_spec(t, col), batch=batch, concurrency=ray[1])
+            done = fill_on_ray(t, job, cluster, cfg=self.cfg, max_batches=max_batches, progress=progress, desc=desc)
+            extra = {"on": "ray", "ray_concurrency": job.concurrency, "workers": job.concurrency}
+            extra["ray_cluster"] = cluster.label
+            where = f" on {cluster.label}"
         left = rows_left(self._fresh(), lay, col, dig)
         details = {
             "column": col,
@@ -330,14 +359,35 @@ class Migration:
             "rows_left": left,
             "seconds": round(done.seconds, 2),
             "rows_per_s": round(done.rows / done.seconds, 1) if done.seconds > 0 else 0.0,
+            **extra,
         }
-        summary = f"{done.rows} rows embedded, {left} left" + ("" if left else ": ready for shadow and cutover")
+        summary = f"{done.rows} rows embedded{where}, {left} left" + ("" if left else ": ready for shadow and cutover")
         if done.skipped:
             summary += (
                 f"; {done.skipped} rows changed while this ran were left as they are now: "
                 "run backfill again to embed their new text"
             )
         return self._record("backfill", before, summary, details)
+
+    def _ray_target(self, on: str, address: str | None, concurrency) -> tuple[str, int | None] | None:
+        """``(address, concurrency)`` for a backfill on Ray, ``None`` on the kernel; every
+        refusal (bad option, no Ray, a remote cluster that cannot reach our files) is here."""
+        if on not in ("kernel", "ray"):
+            raise BadInput(f"--on {on}: choose kernel (the default) or ray")
+        if on == "kernel":
+            if address is not None or concurrency is not None:
+                given = "--address" if address is not None else "--concurrency"
+                raise BadInput(f"{given} needs --on ray (the kernel backfill runs in this process)")
+            return None
+        concurrency = check_concurrency(concurrency)
+        ray_cluster.require_ray()
+        address = ray_cluster.resolve_address(address, self.cfg)
+        ray_cluster.check_reachable(
+            address,
+            tracking_uri=self.cfg.resolved_tracking_uri if self.log else None,
+            paths=(str(self.db.uri),),
+        )
+        return address, concurrency
 
     @_step
     def index(self, *, min_rows: int = 5000, index_type: str = "IVF_PQ") -> StepResult:

@@ -1,0 +1,234 @@
+"""``%lance_migrate backfill --on ray`` on a real Ray head (``ray_helpers.ray_address``),
+real LanceDB tables and real embedders (``default-embedding`` -> ``minilm-cls``).
+
+The Ray path must keep every guarantee of the kernel path: the same vectors, one per
+row, edits and dual-writes made meanwhile kept, resumable after SIGKILL of the driver
+or of a worker, refused in one line before any work when it cannot be right, and
+nothing of Ray's in the cell.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+from ray_helpers import (
+    cluster_processes,
+    ray_address,  # noqa: F401
+)
+from test_migration import open_raw, rows_by_id
+
+import llmops_magics
+from llmops_magics.backends import lance
+from llmops_magics.core.vectors.embedders import get_embedder
+from llmops_magics.core.vectors.ray_backfill import EmbedderDigestMismatch
+from llmops_magics.core.vectors.table import EMBEDDER_KEY, column_spec
+from llmops_magics.errors import BadInput
+
+COL = "vector_minilm_cls"
+WORDS = ["apples", "rivers", "engines", "poems", "storms", "violins", "glaciers", "owls"]
+ACTOR = "MapBatches(EmbedderActor)"
+
+DRIVER = """
+import sys, llmops_magics
+llmops_magics.migration(sys.argv[1], db=sys.argv[2], log=False).backfill(
+    batch=64, progress=False, on="ray", address=sys.argv[3], concurrency=1
+)
+"""
+
+
+def texts(n: int, tag: str = "row") -> list[str]:
+    return [f"{tag} {i}: {WORDS[i % 8]} and {WORDS[(i * 3) % 8]}" for i in range(n)]
+
+
+def started(db: str, name: str, n: int):
+    llmops_magics.create_index(name, [{"text": t, "group": i % 7} for i, t in enumerate(texts(n))], db=db)
+    m = llmops_magics.migration(name, db=db, log=False)
+    m.start("minilm-cls")
+    return m
+
+
+def nulls(db: str, name: str) -> int:
+    return open_raw(db, name).count_rows(f"{COL} IS NULL")
+
+
+def assert_one_vector_each(db: str, name: str, rows: int) -> dict:
+    """Every row once, each with a vector of its current text (the kernel's embedding)."""
+    t = open_raw(db, name)
+    got = rows_by_id(t)
+    assert t.count_rows() == len(got) == rows, "a row lost or doubled"
+    assert nulls(db, name) == 0 and t.count_rows(lance.stale(COL + "__src", "text")) == 0
+    ids = sorted(got)
+    want = get_embedder("minilm-cls").embed([got[i]["text"] for i in ids])
+    cos = np.sum(np.array([got[i][COL] for i in ids], np.float32) * want, axis=1)
+    assert cos.min() > 0.999, f"row {ids[int(cos.argmin())]} has cosine {cos.min():.4f} to its text's vector"
+    return got
+
+
+def wait_for(condition, timeout: float = 240, what: str = "the condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def db(tmp_path):
+    return str(tmp_path / "lancedb")
+
+
+def test_ray_backfill_equals_the_kernel_one_and_the_kernel_writes_on(db, ray_address, capfd):  # noqa: F811
+    m = started(db, "r", 800)
+    shutil.copytree(f"{db}/r.lance", f"{db}/k.lance")  # the same table, migration open, for the kernel
+    t0 = time.perf_counter()
+    kernel = llmops_magics.migration("k", db=db, log=False).backfill(batch=128, progress=False)
+    kernel_s = time.perf_counter() - t0
+    capfd.readouterr()
+    t0 = time.perf_counter()
+    ray = m.backfill(batch=128, on="ray", address=ray_address, concurrency=1)
+    ray_s = time.perf_counter() - t0
+    out, err = capfd.readouterr()
+    print(f"\n800 rows: kernel {800 / kernel_s:.0f} rows/s, Ray (1 actor, with its start) {800 / ray_s:.0f} rows/s")
+
+    # Nothing of Ray's reached the cell's streams: only our one bar (rows committed).
+    assert out == ""
+    pieces = [p.strip() for p in re.split(r"[\r\n]+", err) if p.strip()]
+    assert pieces and all(p.startswith("backfill r.vector_minilm_cls on Ray at 127.0.0.1") for p in pieces), pieces[:5]
+    assert "800/800" in pieces[-1]
+
+    assert ray.details["rows_embedded"] == kernel.details["rows_embedded"] == 800 and ray.details["rows_left"] == 0
+    assert ray.details["on"] == "ray" and ray.details["ray_concurrency"] == 1
+    assert ray.details["commits"] == kernel.details["commits"] == 7
+    got = assert_one_vector_each(db, "r", 800)
+    same = rows_by_id(open_raw(db, "k"))
+    ids = sorted(got)
+    cos = np.sum(np.array([got[i][COL] for i in ids]) * np.array([same[i][COL] for i in ids]), axis=1)
+    assert cos.min() > 0.999
+    assert [got[i]["vector"] for i in ids[:5]] == [same[i]["vector"] for i in ids[:5]]  # old column untouched
+
+    # The kernel's lancedb reopens the table Ray Data read and writes it on.
+    again = llmops_magics.migration("r", db=db, log=False)
+    again.add(["late row: owls hunt at night"])
+    open_raw(db, "r").update(where="id = 3", values={"text": "edited after the Ray pass: violins"})
+    assert again.backfill(batch=64, progress=False).details["rows_embedded"] == 1
+    assert_one_vector_each(db, "r", 801)
+    assert again.search("owls at night", k=1, column=COL).rows[0]["text"] == "late row: owls hunt at night"
+
+
+def test_edits_and_dual_writes_during_a_ray_backfill_are_kept(db, ray_address):  # noqa: F811
+    m = started(db, "d", 600)
+    writer = llmops_magics.migration("d", db=db, log=False)  # another handle, as another cell would have
+    edited = {i: f"edited during the Ray pass {i}: glaciers melt" for i in (5, 250, 590)}
+    errors: list[BaseException] = []
+
+    def backfill():
+        try:
+            m.backfill(batch=32, progress=False, on="ray", address=ray_address, concurrency=1)
+        except BaseException as e:  # reported by the test's assertion
+            errors.append(e)
+
+    worker = threading.Thread(target=backfill)
+    worker.start()
+    wait_for(lambda: nulls(db, "d") < 600 or not worker.is_alive(), what="the first Ray commit")
+    raw = open_raw(db, "d")
+    for i, text in edited.items():
+        raw.update(where=f"id = {i}", values={"text": text})
+    added = [f"dual-written during the Ray pass {k}: owls" for k in range(4)]
+    writer.add(added)
+    worker.join()
+    assert not errors, errors
+    got = rows_by_id(open_raw(db, "d"))
+    assert len(got) == 604 and all(got[i]["text"] == t for i, t in edited.items())  # no edit reverted
+    new = [r for r in got.values() if r["text"] in added]
+    assert len(new) == 4 and all(r[COL] is not None for r in new)  # no dual-write lost
+
+    m.backfill(batch=32, progress=False, on="ray", address=ray_address, concurrency=1)  # the rerun
+    got = assert_one_vector_each(db, "d", 604)
+    want = get_embedder("minilm-cls").embed(list(edited.values()))
+    assert np.allclose([got[i][COL] for i in edited], want, atol=1e-4)  # the NEW text's vectors
+
+
+def test_killed_driver_then_killed_worker_still_end_with_one_vector_per_row(db, ray_address):  # noqa: F811
+    started(db, "kill", 1000)
+    before = rows_by_id(open_raw(db, "kill"))
+    child = subprocess.Popen(
+        [sys.executable, "-c", DRIVER, "kill", db, ray_address], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        wait_for(lambda: nulls(db, "kill") < 1000 or child.poll() is not None, what="the driver's first commit")
+        time.sleep(random.Random(21).uniform(0, 1.0))  # then a random point of the next ones
+        assert child.poll() is None, child.stderr.read().decode()[-2000:]
+        child.send_signal(signal.SIGKILL)
+    finally:
+        child.wait()
+    left = nulls(db, "kill")
+    assert 0 < left < 1000, "the kill landed after at least one commit and before the end"
+    wait_for(lambda: not cluster_processes(ray_address, ACTOR), 60, "Ray to reap the dead driver's actor")
+
+    # The rerun, and one embedder worker SIGKILLed in its middle: Ray restarts the actor.
+    m = llmops_magics.migration("kill", db=db, log=False)
+    killed: list[int] = []
+
+    def kill_a_worker():
+        wait_for(lambda: nulls(db, "kill") < left, what="the rerun's first commit")
+        procs = cluster_processes(ray_address, ACTOR)
+        if procs and nulls(db, "kill") > 0:
+            procs[0].send_signal(signal.SIGKILL)
+            killed.append(procs[0].pid)
+
+    killer = threading.Thread(target=kill_a_worker)
+    killer.start()
+    done = m.backfill(batch=64, progress=False, on="ray", address=ray_address, concurrency=1)
+    killer.join()
+    assert killed, "no worker was killed mid-run: make the table bigger"
+    assert done.details["rows_left"] == 0
+    after = assert_one_vector_each(db, "kill", 1000)
+    assert all((after[i]["text"], after[i]["group"]) == (before[i]["text"], before[i]["group"]) for i in after)
+
+
+def test_remote_cluster_with_local_store_or_table_is_refused_before_connecting(db, shell):
+    llmops_magics.create_index("far", texts(4), db=db)
+    m = llmops_magics.migration("far", db=db)
+    m.start("minilm-cls")
+    with pytest.raises(BadInput, match=r"Ray at ray://head\.example:10001 .* MLflow store \(a sqlite file\)") as e:
+        m.backfill(on="ray", address="ray://head.example:10001")
+    assert "\n" not in str(e.value)
+    with pytest.raises(BadInput, match="cannot read the local path 'lancedb'"):
+        llmops_magics.migration("far", db=db, log=False).backfill(on="ray", address="ray://head.example:10001")
+    assert nulls(db, "far") == 4  # nothing done
+
+    from IPython.core.error import UsageError
+
+    for line, message in [
+        ("--on ray --address ray://head.example:10001", "MLflow store"),
+        ("--on gpu", "invalid choice: 'gpu'"),
+        ("--on ray --concurrency 0", "--concurrency 0: need a whole number"),
+        ("--concurrency 2", "--concurrency needs --on ray"),
+        ("--address auto", "--address needs --on ray"),
+    ]:
+        with pytest.raises(UsageError, match=re.escape(message)) as e:
+            shell.run_line_magic("lance_migrate", f"backfill far --db {db} {line}")
+        assert "\n" not in str(e.value)
+    with pytest.raises(UsageError, match="status takes no --on"):
+        shell.run_line_magic("lance_migrate", f"status far --db {db} --on ray")
+
+
+def test_a_worker_whose_embedder_digest_differs_is_refused(db, ray_address):  # noqa: F811
+    m = started(db, "dig", 40)
+    t = open_raw(db, "dig")
+    real = column_spec(t, COL)
+    fake = real.__class__(real.ref, "f" * 64, real.dimension, real.metric)
+    lance.set_field_meta(t, COL, {EMBEDDER_KEY: fake.to_json()})
+    with pytest.raises(EmbedderDigestMismatch) as e:
+        m.backfill(batch=16, progress=False, on="ray", address=ray_address, concurrency=1)
+    text = str(e.value)
+    assert "\n" not in text and real.digest[:12] in text and "f" * 12 in text, text
+    assert nulls(db, "dig") == 40  # nothing written
