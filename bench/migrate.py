@@ -1,6 +1,7 @@
 """Embedding migration: backfill vs raw embedding, memory, and vs re-creating the table.
 
     .venv/bin/python bench/migrate.py [--rows 20000] [--rss-rows 100000] [--batch 256] [--to minilm-cls]
+    .venv/bin/python bench/migrate.py --on ray [--rows 100000] [--concurrency 2] [--batch 256]
 
 In one run, on the same texts and batches:
 
@@ -14,12 +15,22 @@ In one run, on the same texts and batches:
    migration: wall time, and how long search was unavailable (a probe thread searches
    once a second during the migration; during a re-create the table is gone from the
    drop until the create commits).
+
+``--on ray`` instead compares the kernel backfill with the Ray backfill, side by side in
+one run: one table of ``--rows`` rows (100,000 by default) is built and started once, then
+copied; each copy is backfilled in its own fresh driver process (the kernel path, then
+``backfill(on="ray", concurrency=N)`` on a local Ray). Prints the rows/s of each, the
+ratio Ray / kernel, and the driver's peak RSS in each (``VmHWM`` from ``/proc/self/status``
+inside the driver process: Ray's own processes and the workers are not counted, which is
+the point: the embedder must live in the workers).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -74,9 +85,88 @@ def rss_child(db: str, table: str, to: str, batch: int) -> None:
     print(f"RSS {base:.0f} {rss_mb('VmHWM'):.0f}")
 
 
+def driver_peak_mb() -> float:
+    """This process's peak RSS so far: VmHWM, which starts afresh at exec. Not ru_maxrss,
+    which keeps the parent's RSS at fork: with a bench parent holding a built table, it
+    reported the parent's peak, not the driver's."""
+    return rss_mb("VmHWM")
+
+
+def backfill_child(db: str, table: str, on: str, batch: int, concurrency: int) -> None:
+    """One backfill in this fresh process, the driver; prints one JSON line of figures."""
+    from llmops_magics.core.vectors.migration import migration
+
+    m = migration(table, db=db, log=False)
+    out = {"on": on, "rss_before_mb": 0.0, "ray_start_s": 0.0, "where": "kernel"}
+    options: dict = {}
+    if on == "ray":
+        from llmops_magics.backends import ray_cluster
+
+        # Started before the clock: a notebook pays it once per session, not per backfill.
+        t0 = time.perf_counter()
+        out["where"] = ray_cluster.connect().label
+        out["ray_start_s"] = round(time.perf_counter() - t0, 1)
+        options = {"on": "ray", "concurrency": concurrency}
+    out["rss_before_mb"] = round(driver_peak_mb())
+    t0 = time.perf_counter()
+    result = m.backfill(batch=batch, progress=False, **options)
+    out["seconds"] = round(time.perf_counter() - t0, 1)
+    out["rows"] = result.details.get("rows_embedded")
+    out["rows_left"] = result.details.get("rows_left")
+    out["ran_on"] = result.details.get("on", "kernel")  # what the backfill itself says it used
+    out["peak_rss_mb"] = round(driver_peak_mb())
+    print("RESULT " + json.dumps(out), flush=True)
+
+
+def side_by_side(a) -> None:
+    """Kernel backfill vs Ray backfill on copies of one started table, each in a fresh driver."""
+    import llmops_magics
+
+    home = os.environ["LLMOPS_HOME"]
+    src = os.path.join(home, "lancedb-src")
+    t0 = time.perf_counter()
+    llmops_magics.create_index("side", texts(a.rows), db=src, batch=a.batch)
+    llmops_magics.migration("side", db=src, log=False).start(a.to)
+    print(f"built and started {a.rows} rows ({a.to}) in {time.perf_counter() - t0:.1f} s", flush=True)
+    results = {}
+    for on in ("kernel", "ray"):
+        db = os.path.join(home, f"lancedb-{on}")
+        shutil.copytree(src, db)
+        cmd = [sys.executable, __file__, "--backfill-child", db, "side", on]
+        cmd += ["--batch", str(a.batch), "--concurrency", str(a.concurrency)]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
+        if proc.returncode or line is None:
+            sys.exit(f"{on} backfill failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+        r = results[on] = json.loads(line[len("RESULT ") :])
+        if r["ran_on"] != on:
+            sys.exit(f"asked for a backfill on {on}, it ran on {r['ran_on']}")
+        rate = r["rows"] / r["seconds"]
+        extra = f"; Ray start {r['ray_start_s']} s before the clock" if on == "ray" else ""
+        print(
+            f"{on:<6} backfill on {r['where']}: {r['rows']} rows in {r['seconds']} s = {rate:.1f} rows/s, "
+            f"{r['rows_left']} left; driver peak RSS {r['peak_rss_mb']} MB "
+            f"({r['rss_before_mb']} MB before the backfill){extra}",
+            flush=True,
+        )
+    k, r = results["kernel"], results["ray"]
+    ratio = (r["rows"] / r["seconds"]) / (k["rows"] / k["seconds"])
+    print(f"throughput Ray / kernel: {ratio:.2f}x (Ray with {a.concurrency} embedder actors)")
+    print(
+        f"driver peak RSS: kernel {k['peak_rss_mb']} MB, Ray {r['peak_rss_mb']} MB "
+        f"(growth during the backfill: kernel {k['peak_rss_mb'] - k['rss_before_mb']} MB, "
+        f"Ray {r['peak_rss_mb'] - r['rss_before_mb']} MB)"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--rows", type=int, default=20000)
+    ap.add_argument("--rows", type=int, default=None, help="20000 (kernel bench) or 100000 (--on ray)")
+    ap.add_argument(
+        "--on", choices=["kernel", "ray"], default="kernel", help="ray: kernel vs Ray backfill, side by side"
+    )
+    ap.add_argument("--concurrency", type=int, default=2, help="embedder actors for --on ray")
+    ap.add_argument("--backfill-child", nargs=3, metavar=("DB", "TABLE", "ON"))
     ap.add_argument("--rss-rows", type=int, default=100000)
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--to", default="minilm-cls")
@@ -85,8 +175,14 @@ def main() -> None:
     a = ap.parse_args()
     if a.rss_child:
         return rss_child(a.rss_child[0], a.rss_child[1], a.to, a.batch)
+    if a.backfill_child:
+        return backfill_child(*a.backfill_child, a.batch, a.concurrency)
 
     os.environ.setdefault("LLMOPS_HOME", tempfile.mkdtemp(prefix="bench-migrate-"))
+    if a.on == "ray":
+        a.rows = 100000 if a.rows is None else a.rows
+        return side_by_side(a)
+    a.rows = 20000 if a.rows is None else a.rows
 
     if a.rows > 0:
         throughput_and_recreate(a)

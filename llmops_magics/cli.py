@@ -181,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--output", default=".llmops/quickstart.executed.ipynb")
     demo.add_argument("--timeout", type=int, default=1800, help="seconds per cell")
     demo.set_defaults(fn=cmd_demo)
-    sub.add_parser("doctor", help="check python, torch, vLLM, GPU, models, MLflow, labextension").set_defaults(
+    sub.add_parser("doctor", help="check python, torch, vLLM, GPU, models, MLflow, labextension, Ray").set_defaults(
         fn=cmd_doctor
     )
     ui = sub.add_parser("ui", help="the MLflow UI on the embedded store (127.0.0.1)")

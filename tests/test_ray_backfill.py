@@ -86,7 +86,7 @@ def db(tmp_path):
 
 
 def test_ray_backfill_equals_the_kernel_one_and_the_kernel_writes_on(db, ray_address, capfd):  # noqa: F811
-    m = started(db, "r", 800)
+    m = started(db, "r", 400)
     shutil.copytree(f"{db}/r.lance", f"{db}/k.lance")  # the same table, migration open, for the kernel
     t0 = time.perf_counter()
     kernel = llmops_magics.migration("k", db=db, log=False).backfill(batch=128, progress=False)
@@ -96,18 +96,18 @@ def test_ray_backfill_equals_the_kernel_one_and_the_kernel_writes_on(db, ray_add
     ray = m.backfill(batch=128, on="ray", address=ray_address, concurrency=1)
     ray_s = time.perf_counter() - t0
     out, err = capfd.readouterr()
-    print(f"\n800 rows: kernel {800 / kernel_s:.0f} rows/s, Ray (1 actor, with its start) {800 / ray_s:.0f} rows/s")
+    print(f"\n400 rows: kernel {400 / kernel_s:.0f} rows/s, Ray (1 actor, with its start) {400 / ray_s:.0f} rows/s")
 
     # Nothing of Ray's reached the cell's streams: only our one bar (rows committed).
     assert out == ""
     pieces = [p.strip() for p in re.split(r"[\r\n]+", err) if p.strip()]
     assert pieces and all(p.startswith("backfill r.vector_minilm_cls on Ray at 127.0.0.1") for p in pieces), pieces[:5]
-    assert "800/800" in pieces[-1]
+    assert "400/400" in pieces[-1]
 
-    assert ray.details["rows_embedded"] == kernel.details["rows_embedded"] == 800 and ray.details["rows_left"] == 0
+    assert ray.details["rows_embedded"] == kernel.details["rows_embedded"] == 400 and ray.details["rows_left"] == 0
     assert ray.details["on"] == "ray" and ray.details["ray_concurrency"] == 1
-    assert ray.details["commits"] == kernel.details["commits"] == 7
-    got = assert_one_vector_each(db, "r", 800)
+    assert ray.details["commits"] == kernel.details["commits"] == 4
+    got = assert_one_vector_each(db, "r", 400)
     same = rows_by_id(open_raw(db, "k"))
     ids = sorted(got)
     cos = np.sum(np.array([got[i][COL] for i in ids]) * np.array([same[i][COL] for i in ids]), axis=1)
@@ -119,78 +119,110 @@ def test_ray_backfill_equals_the_kernel_one_and_the_kernel_writes_on(db, ray_add
     again.add(["late row: owls hunt at night"])
     open_raw(db, "r").update(where="id = 3", values={"text": "edited after the Ray pass: violins"})
     assert again.backfill(batch=64, progress=False).details["rows_embedded"] == 1
-    assert_one_vector_each(db, "r", 801)
+    assert_one_vector_each(db, "r", 401)
     assert again.search("owls at night", k=1, column=COL).rows[0]["text"] == "late row: owls hunt at night"
 
 
+def dual_write(db: str, name: str, row: dict, text: str, vectors: dict) -> None:
+    """Another writer replaces ``row``'s text and writes both of its vectors (and the new
+    vector's source digest) in one commit, as a dual-writing app would."""
+    import pyarrow as pa
+
+    t = open_raw(db, name)
+    new = {**row, "text": text, COL + "__src": lance.text_digest(text), **vectors}
+    t.merge_insert("id").when_matched_update_all().execute(pa.Table.from_pylist([new], schema=t.schema))
+
+
 def test_edits_and_dual_writes_during_a_ray_backfill_are_kept(db, ray_address):  # noqa: F811
-    m = started(db, "d", 600)
-    writer = llmops_magics.migration("d", db=db, log=False)  # another handle, as another cell would have
-    edited = {i: f"edited during the Ray pass {i}: glaciers melt" for i in (5, 250, 590)}
+    m = started(db, "d", 400)
+    t = open_raw(db, "d")
+    dual_text = "dual-written during the Ray pass: owls hunt at night"
+    # Computed before the pass starts, so the writes below land within milliseconds.
+    dual = {c: get_embedder(column_spec(t, c).ref).embed([dual_text])[0].tolist() for c in ("vector", COL)}
+    results: list = []
     errors: list[BaseException] = []
 
     def backfill():
         try:
-            m.backfill(batch=32, progress=False, on="ray", address=ray_address, concurrency=1)
+            results.append(m.backfill(batch=32, progress=False, on="ray", address=ray_address, concurrency=1))
         except BaseException as e:  # reported by the test's assertion
             errors.append(e)
 
     worker = threading.Thread(target=backfill)
     worker.start()
-    wait_for(lambda: nulls(db, "d") < 600 or not worker.is_alive(), what="the first Ray commit")
+    wait_for(lambda: nulls(db, "d") < 400 or not worker.is_alive(), what="the first Ray commit")
+    rows = rows_by_id(open_raw(db, "d"))
+    # Rows the pass has read (its snapshot holds their old text) but not committed yet.
+    pending = sorted(i for i, r in rows.items() if r[COL] is None)
+    edited = {i: f"edited during the Ray pass {i}: glaciers melt" for i in pending[-4:-1]}
     raw = open_raw(db, "d")
     for i, text in edited.items():
         raw.update(where=f"id = {i}", values={"text": text})
-    added = [f"dual-written during the Ray pass {k}: owls" for k in range(4)]
-    writer.add(added)
+    dual_id = pending[-1]
+    dual_write(db, "d", rows[dual_id], dual_text, dual)
+    assert worker.is_alive(), "the pass ended before the edits landed: make the table bigger"
     worker.join()
     assert not errors, errors
+    assert results[0].details["rows_changed_meanwhile"] >= 1, "no edit met the pass's merge"
     got = rows_by_id(open_raw(db, "d"))
-    assert len(got) == 604 and all(got[i]["text"] == t for i, t in edited.items())  # no edit reverted
-    new = [r for r in got.values() if r["text"] in added]
-    assert len(new) == 4 and all(r[COL] is not None for r in new)  # no dual-write lost
+    assert len(got) == 400 and all(got[i]["text"] == text for i, text in edited.items())  # no edit reverted
+    kept = got[dual_id]  # not overwritten by the pass's vector of the old text
+    assert kept["text"] == dual_text and all(kept[c] == pytest.approx(v) for c, v in dual.items())
 
     m.backfill(batch=32, progress=False, on="ray", address=ray_address, concurrency=1)  # the rerun
-    got = assert_one_vector_each(db, "d", 604)
+    got = assert_one_vector_each(db, "d", 400)
     want = get_embedder("minilm-cls").embed(list(edited.values()))
     assert np.allclose([got[i][COL] for i in edited], want, atol=1e-4)  # the NEW text's vectors
+    assert all(got[dual_id][c] == pytest.approx(v) for c, v in dual.items())  # the rerun left it as written
 
 
 def test_killed_driver_then_killed_worker_still_end_with_one_vector_per_row(db, ray_address):  # noqa: F811
-    started(db, "kill", 1000)
+    started(db, "kill", 800)
     before = rows_by_id(open_raw(db, "kill"))
     child = subprocess.Popen(
         [sys.executable, "-c", DRIVER, "kill", db, ray_address], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     try:
-        wait_for(lambda: nulls(db, "kill") < 1000 or child.poll() is not None, what="the driver's first commit")
+        wait_for(lambda: nulls(db, "kill") < 800 or child.poll() is not None, what="the driver's first commit")
         time.sleep(random.Random(21).uniform(0, 1.0))  # then a random point of the next ones
         assert child.poll() is None, child.stderr.read().decode()[-2000:]
         child.send_signal(signal.SIGKILL)
     finally:
         child.wait()
     left = nulls(db, "kill")
-    assert 0 < left < 1000, "the kill landed after at least one commit and before the end"
+    assert 0 < left < 800, "the kill landed after at least one commit and before the end"
     wait_for(lambda: not cluster_processes(ray_address, ACTOR), 60, "Ray to reap the dead driver's actor")
 
-    # The rerun, and one embedder worker SIGKILLed in its middle: Ray restarts the actor.
+    # The rerun, and its embedder worker SIGKILLed while rows are left: Ray restarts the actor
+    # in a new process, which embeds the rest.
     m = llmops_magics.migration("kill", db=db, log=False)
     killed: list[int] = []
+    restarted: list[int] = []
+    running = threading.Event()
 
     def kill_a_worker():
         wait_for(lambda: nulls(db, "kill") < left, what="the rerun's first commit")
         procs = cluster_processes(ray_address, ACTOR)
-        if procs and nulls(db, "kill") > 0:
+        if len(procs) == 1 and nulls(db, "kill") > 128:  # batches still to embed: the actor is needed again
+            seen = {procs[0].pid}
             procs[0].send_signal(signal.SIGKILL)
             killed.append(procs[0].pid)
+            while running.is_set() and not restarted:
+                restarted.extend(p.pid for p in cluster_processes(ray_address, ACTOR) if p.pid not in seen)
+                time.sleep(0.05)
 
+    running.set()
     killer = threading.Thread(target=kill_a_worker)
     killer.start()
-    done = m.backfill(batch=64, progress=False, on="ray", address=ray_address, concurrency=1)
-    killer.join()
+    try:
+        done = m.backfill(batch=64, progress=False, on="ray", address=ray_address, concurrency=1)
+    finally:
+        running.clear()
+        killer.join()
     assert killed, "no worker was killed mid-run: make the table bigger"
-    assert done.details["rows_left"] == 0
-    after = assert_one_vector_each(db, "kill", 1000)
+    assert restarted, f"no new embedder process after killing pid {killed[0]}: no retry was exercised"
+    assert done.details["rows_embedded"] == left and done.details["rows_left"] == 0  # each row once
+    after = assert_one_vector_each(db, "kill", 800)
     assert all((after[i]["text"], after[i]["group"]) == (before[i]["text"], before[i]["group"]) for i in after)
 
 

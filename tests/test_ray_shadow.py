@@ -12,6 +12,7 @@ from IPython.core.error import UsageError
 from ray_helpers import ray_address  # noqa: F401  (the session's Ray head)
 
 import llmops_magics
+from llmops_magics.core.shadow import ray_generate
 from llmops_magics.core.tracking import client
 
 pytestmark = pytest.mark.vllm
@@ -19,7 +20,7 @@ pytestmark = pytest.mark.vllm
 TOPICS = ["rivers", "volcanoes", "bread", "chess", "the moon", "bees", "trains", "tea", "glaciers", "owls"]
 CASES = [f"Tell me one fact about {t}." for t in TOPICS]
 # Params that name the run or say where it ran; every other param is the kernel run's.
-PLACE = {"on", "ray_concurrency", "ray_cluster"}
+PLACE = {"on", "ray_concurrency", "ray_cluster", "ray_batch_size", "ray_batches_per_side"}
 
 
 def _run(run_id: str):
@@ -46,16 +47,25 @@ def _shared(kernel, ray) -> tuple[int, int, int]:
     return len(k), len(r), len(k & r)
 
 
-def test_self_shadow_on_ray_is_equivalent_and_logs_like_the_kernel(ray_address):  # noqa: F811
+def test_self_shadow_on_ray_is_equivalent_and_logs_like_the_kernel(ray_address, monkeypatch, capfd):  # noqa: F811
     kernel = llmops_magics.shadow(CASES, primary="default", candidate="default", max_tokens=16, name="self-kernel")
+    # Several driver-cut batches per side (as a run past 256 cases has): both sides must
+    # still get the same batches, so a model against itself differs nowhere.
+    monkeypatch.setattr(ray_generate, "MAX_CHUNK", 4)
+    capfd.readouterr()
     ray = llmops_magics.shadow(
         CASES, primary="default", candidate="default", max_tokens=16, name="self-ray", on="ray", address=ray_address
     )
+    out, err = capfd.readouterr()
     assert ray.label == "equivalent", ray.verdict.reasons
     assert ray.differing_cases == [] and ray.n_cases == len(CASES)
     _, r = _same_run(ray, kernel)
     assert r.params["ray_concurrency"] == "1" and "127.0.0.1" in r.params["ray_cluster"]
+    assert r.params["ray_batch_size"] == "4" and r.params["ray_batches_per_side"] == "3"
     assert r.metrics["differing_cases"] == 0
+    # Nothing of Ray's or vLLM's reached the console (our own bar and status lines may).
+    for noise in ("(raylet)", "core_worker", "INFO ", "WARNING", "Warning:", "ray.data", "Traceback"):
+        assert noise not in out + err, (noise, (out + err)[-2000:])
     # The same model, the same single batch: Ray's answers are the kernel's.
     same = sum(a == b for a, b in zip(kernel.to_pandas()["primary_output"], ray.to_pandas()["primary_output"]))
     print(f"\nself-shadow: {same}/{len(CASES)} Ray answers equal the kernel's")

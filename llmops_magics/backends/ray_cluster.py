@@ -23,6 +23,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import re
 import socket
 import threading
 import warnings
@@ -44,6 +45,56 @@ _LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "0.0.0.0"}
 READ_SLOT_CPUS = 1.0
 
 
+# Most seconds an actor pool may take to start (a vLLM engine on CPU: ~1 minute).
+ACTOR_START_LIMIT_S = 600
+# Restarts of an actor (and retries of its task) before a pass gives up: one killed
+# worker is survived, one that is OOM-killed every time is not retried forever.
+ACTOR_RETRIES = 3
+
+
+def retry_limits() -> dict:
+    """``map_batches`` keyword arguments bounding restarts and retries (Ray Data's default is forever)."""
+    return {"max_restarts": ACTOR_RETRIES, "max_task_retries": ACTOR_RETRIES}
+
+
+def causes(error: BaseException) -> list[BaseException]:
+    """``error`` and what it wraps, outermost first: Ray's ``.cause``, else ``__cause__``."""
+    chain, seen = [], set()
+    e = error
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        chain.append(e)
+        cause = getattr(e, "cause", None)
+        e = cause if isinstance(cause, BaseException) else e.__cause__
+    return chain
+
+
+def one_line(error: BaseException) -> str:
+    """What went wrong at the bottom of a Ray error, in one line without credentials.
+
+    A worker's exception often reaches the driver only as traceback text inside Ray's
+    (``RayTaskError``, ``ActorDiedError``) under a generic wrapper ("UDF failed to
+    process a data block."): the first non-Ray ``Name: message`` line in that text is
+    the worker's own exception. Otherwise the first line of the innermost message.
+    """
+    chain = causes(error)
+    for e in chain:
+        for line in _ANSI.sub("", str(e)).splitlines():
+            found = _EXCEPTION_LINE.match(line)  # at column 0: code lines in a traceback are indented
+            if found and not found[1].startswith("ray."):
+                return public_address(f"{found[1].rsplit('.', 1)[-1]}: {found[2].strip()}"[:300])
+    for e in reversed(chain):
+        lines = [x.strip() for x in _ANSI.sub("", str(e)).splitlines() if x.strip()]
+        if lines:
+            return public_address(f"{type(e).__name__}: {lines[0]}"[:300])
+    return type(error).__name__
+
+
+# ``Name: message`` lines of a traceback Ray carried as text (the worker's exception).
+_EXCEPTION_LINE = re.compile(r"^([A-Za-z_][\w.]*): (.+)$")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
 class RayNotInstalled(BadInput):
     """``--on ray`` without the ``ray`` extra."""
 
@@ -58,6 +109,7 @@ class Cluster:
 
     address: str  # as the user gave it ("" for the local Ray this process started)
     cpus: float  # CPUs the cluster offers in total
+    gpus: float
     local: bool  # on this machine: its workers read this machine's files
     dashboard_url: str | None
     started_here: bool  # this process started it (and stops it at exit)
@@ -65,8 +117,8 @@ class Cluster:
     @property
     def label(self) -> str:
         """``local Ray (2 CPUs)`` / ``Ray at ray://head:10001 (64 CPUs)``, with the dashboard."""
-        where = "local Ray" if self.started_here else f"Ray at {self.address}"
-        text = f"{where} ({self.cpus:g} CPUs)"
+        where = "local Ray" if self.started_here else f"Ray at {public_address(self.address)}"
+        text = f"{where} ({self.cpus:g} CPUs{f', {self.gpus:g} GPUs' if self.gpus else ''})"
         return f"{text} · dashboard {self.dashboard_url}" if self.dashboard_url else text
 
     def actor_cpus(self, concurrency: int) -> float:
@@ -81,6 +133,18 @@ class Cluster:
         would leave an embedder or engine on one thread where it has a core to itself.
         """
         return max(1, int(self.cpus // max(concurrency, 1))) if self.local else 0
+
+
+def public_address(address: str) -> str:
+    """``address`` without ``user:password@`` (as ``tracking.redact.public_uri`` does for
+    MLflow URIs; this layer cannot import it): safe for labels, messages and run params."""
+    return re.sub(r"//[^/@]*@", "//", address)
+
+
+def gpu_per_actor(cluster: Cluster) -> float:
+    """GPUs an engine actor asks for: one where the cluster has them (Ray hides the GPUs
+    from an actor that asked for none), else none."""
+    return 1.0 if cluster.gpus >= 1 else 0.0
 
 
 def installed() -> bool:
@@ -109,7 +173,7 @@ def is_local(address: str) -> bool:
     if address in ("", "local"):
         return True
     if address == "auto":
-        found = os.environ.get("RAY_ADDRESS") or _running_here()
+        found = os.environ.get("RAY_ADDRESS") or running_here()
         return True if not found or found == "auto" else is_local(found)
     host = urlparse(address if "://" in address else f"ray://{address}").hostname or ""
     if host in _LOCAL_HOSTS or host.startswith("127."):
@@ -129,14 +193,15 @@ def check_reachable(address: str, *, tracking_uri: str | None = None, paths: tup
         return
     if tracking_uri is not None and _is_local_store(tracking_uri):
         raise BadInput(
-            f"Ray at {address} runs on other machines, which cannot reach this machine's MLflow store "
+            f"Ray at {public_address(address)} runs on other machines, which cannot reach this machine's MLflow store "
             f"({_store_kind(tracking_uri)}): set LlmopsMagics.tracking_uri to a tracking server they reach "
             "(http://...), or run on a local Ray (ray_address = '')"
         )
     for path in paths:
         if path and "://" not in str(path):
             raise BadInput(
-                f"Ray at {address} runs on other machines, which cannot read the local path {Path(path).name!r}: "
+                f"Ray at {public_address(address)} runs on other machines, which cannot read the local path "
+                f"{Path(path).name!r}: "
                 "put it where the cluster reaches it (--db s3://bucket/path for a table), "
                 "or run on a local Ray (ray_address = '')"
             )
@@ -150,9 +215,14 @@ def connect(address: str | None = None, *, cfg: Settings | None = None) -> Clust
     cfg = cfg or settings()
     address = resolve_address(address, cfg)
     with _lock:
-        if _current is not None:
-            import ray
+        import ray  # deferred: ray is an optional extra
 
+        if _current is None and ray.is_initialized():
+            raise BadInput(
+                "this process is already connected to Ray by another ray.init(): call ray.shutdown() first, "
+                "or leave --on ray out and run in the kernel"
+            )
+        if _current is not None:
             if ray.is_initialized() and _current.address == address:
                 return _current
             if ray.is_initialized():
@@ -187,6 +257,9 @@ def quiet_data(cfg: Settings | None = None):
     ctx.enable_operator_progress_bars = False
     ctx.print_on_execution_start = False
     ctx.enable_auto_log_stats = False
+    # An actor pool that can never be scheduled (the CPUs held elsewhere) would wait
+    # forever: Ray Data's default is no limit. Engines start within minutes.
+    ctx.wait_for_min_actors_s = ACTOR_START_LIMIT_S
     return ctx
 
 
@@ -201,7 +274,9 @@ def _start(address: str, cfg: Settings) -> Cluster:
         "runtime_env": {"env_vars": _worker_env()},
     }
     if started_here:
-        kwargs.update(num_cpus=os.cpu_count() or 1, object_store_memory=_object_store_bytes())
+        # "local" always starts a new Ray: without it ray.init() would attach to RAY_ADDRESS or
+        # to any `ray start --head` running on this machine (another user's, a CI run's).
+        kwargs.update(address="local", num_cpus=os.cpu_count() or 1, object_store_memory=_object_store_bytes())
     else:
         kwargs["address"] = address
     with quiet(cfg):
@@ -209,18 +284,19 @@ def _start(address: str, cfg: Settings) -> Cluster:
             context = ray.init(**kwargs)
         except (ConnectionError, RuntimeError, ValueError) as e:
             raise RayUnreachable(
-                f"no Ray cluster answers at {address!r} ({_first_line(e)}): start one (ray start --head), "
-                "fix LlmopsMagics.ray_address, or leave it empty to start a local Ray; a cluster with "
-                "token authentication also needs RAY_AUTH_TOKEN"
+                f"no Ray cluster answers at {public_address(address)!r} ({_first_line(e)}): "
+                "start one (ray start --head), fix LlmopsMagics.ray_address, or leave it empty to start "
+                "a local Ray; a cluster with token authentication also needs RAY_AUTH_TOKEN"
             ) from None
     _silence_error_thread()
     if started_here:
         atexit.register(shutdown)
-    cpus = float(ray.cluster_resources().get("CPU", 1.0))
+    resources = ray.cluster_resources()
+    cpus, gpus = float(resources.get("CPU", 1.0)), float(resources.get("GPU", 0.0))
     dashboard = getattr(context, "dashboard_url", None) or None
     if dashboard and "://" not in dashboard:
         dashboard = f"http://{dashboard}"
-    return Cluster(address, cpus, is_local(address), dashboard, started_here)
+    return Cluster(address, cpus, gpus, is_local(address), dashboard, started_here)
 
 
 class quiet:
@@ -274,8 +350,9 @@ def _route_ray_logs(cfg: Settings) -> None:
     for name in ("ray", "ray.data", "ray.train", "ray.serve"):
         logger = logging.getLogger(name)
         if not any(getattr(h, "baseFilename", None) == str(path) for h in logger.handlers):
-            for h in list(logger.handlers):  # Ray's own stderr handler, if it added one
+            for h in list(logger.handlers):  # Ray's own stderr handler, or ours for another log file
                 logger.removeHandler(h)
+                h.close()
             handler = logging.FileHandler(path)
             handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
             logger.addHandler(handler)
@@ -305,7 +382,8 @@ def _object_store_bytes() -> int:
     return int(min(2 << 30, max(256 << 20, total // 10)))
 
 
-def _running_here() -> str | None:
+def running_here() -> str | None:
+    """The address of the cluster ``ray start --head`` left running on this machine, if any."""
     try:
         return _CURRENT_CLUSTER_FILE.read_text().strip() or None
     except OSError:
@@ -330,4 +408,4 @@ def _store_kind(uri: str) -> str:
 
 def _first_line(e: BaseException) -> str:
     text = str(e).strip().splitlines()
-    return text[0][:160] if text else type(e).__name__
+    return public_address(text[0][:160]) if text else type(e).__name__

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import platform
 import shutil
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlparse
 
 from ..backends import default_models as dm
+from ..backends import ray_cluster
 from ..backends.hardware import CPU_FLAGS, cpu_info
 from ..backends.vllm_backend import vllm_version
 from ..config import Settings
-from ..errors import ModelNotFound
+from ..errors import BadInput, ModelNotFound
 from .tracking import client, describe, public_uri
 from .tracking import store as mlflow_store
 
@@ -186,6 +190,66 @@ def check_labextension() -> Check:
     )
 
 
+# A probe of a Ray address must never hang the doctor: one TCP connect, this long at most.
+RAY_PROBE_S = 2.0
+_RAY_FIX_ADDRESS = "start it (ray start --head), fix LlmopsMagics.ray_address, or set it to '' for a local Ray"
+
+
+def ray_endpoint(address: str) -> tuple[str, int]:
+    """Host and port a Ray address listens on: Ray Client (``ray://``) 10001, the GCS 6379."""
+    scheme_port = 10001 if address.startswith("ray://") else 6379
+    parsed = urlparse(address if "://" in address else f"tcp://{address}")
+    try:
+        port = parsed.port or scheme_port
+    except ValueError:  # "host:abc"
+        raise BadInput(f"ray_address {address!r} is not host:port or ray://host:port") from None
+    return parsed.hostname or "", port
+
+
+def check_ray(cfg: Settings) -> Check:
+    """Ray installed (version) and, with an address set, whether a cluster answers there.
+
+    No ``ray.init``: a TCP connect bounded by :data:`RAY_PROBE_S`, so nothing starts,
+    nothing attaches and a dead address costs two seconds at most.
+    """
+    if not ray_cluster.installed():
+        # Not a failure: every command runs in the kernel without Ray.
+        return Check(
+            "ray", "ok", "not installed: pip install 'llmops-magics[ray]' for --on ray (the kernel needs none)"
+        )
+    version = f"ray {_version('ray')}"
+    address = ray_cluster.resolve_address(None, cfg)
+    if address in ("", "local"):
+        return Check("ray", "ok", f"{version} installed, a local Ray starts on demand ({os.cpu_count() or 1} CPUs)")
+    target = address
+    if address == "auto":
+        # As ray.init finds it: RAY_ADDRESS, then the file `ray start --head` leaves on this machine.
+        target = os.environ.get("RAY_ADDRESS") or ray_cluster.running_here() or ""
+        if not target or target == "auto":
+            return Check(
+                "ray",
+                "warn",
+                f"{version}; ray_address 'auto' finds no running cluster (no RAY_ADDRESS, no `ray start` here)",
+                _RAY_FIX_ADDRESS,
+            )
+    try:
+        host, port = ray_endpoint(target)
+    except BadInput as e:
+        return Check("ray", "warn", f"{version}; {e}", _RAY_FIX_ADDRESS)
+    shown = ray_cluster.public_address(address if target == address else f"{address} ({target})")
+    try:
+        with socket.create_connection((host, port), timeout=RAY_PROBE_S):
+            pass
+    except OSError as e:
+        reason = f"no answer in {RAY_PROBE_S:g} s" if isinstance(e, TimeoutError) else e.strerror or str(e)
+        return Check("ray", "warn", f"{version}; no Ray cluster answers at {shown}: {reason}", _RAY_FIX_ADDRESS)
+    try:
+        ray_cluster.check_reachable(target, tracking_uri=cfg.resolved_tracking_uri)
+    except BadInput as e:
+        return Check("ray", "warn", f"{version}; a cluster answers at {shown}, but {e}")
+    return Check("ray", "ok", f"{version}; a cluster answers at {shown} ({host}:{port} reachable)")
+
+
 def run_checks(cfg: Settings) -> list[Check]:
     return [
         check_python(),
@@ -196,4 +260,5 @@ def run_checks(cfg: Settings) -> list[Check]:
         *check_models(cfg),
         check_mlflow(cfg),
         check_labextension(),
+        check_ray(cfg),
     ]

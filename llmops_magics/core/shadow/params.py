@@ -64,6 +64,8 @@ def placement_params(spec: ShadowSpec, generated: Generated) -> dict:
         "on": "ray",
         "ray_concurrency": getattr(generated, "concurrency", spec.concurrency or ""),
         "ray_cluster": redact(public_uri(label)) if label else "",
+        "ray_batch_size": getattr(generated, "batch_size", ""),
+        "ray_batches_per_side": getattr(generated, "batches", ""),
     }
 
 

@@ -58,6 +58,9 @@ class RayGenerated(Generated):
 
     cluster: str = ""  # ``Cluster.label``: local Ray / Ray at ADDRESS, CPUs, dashboard
     concurrency: int = DEFAULT_CONCURRENCY
+    # How the driver cut each side: greedy answers depend on the batch, so a run says it.
+    batch_size: int = 0
+    batches: int = 0
 
 
 def model_paths(sides) -> tuple[str, ...]:
@@ -166,6 +169,8 @@ def ray_generate(
         seconds=time.perf_counter() - t0,
         cluster=cluster.label,
         concurrency=concurrency,
+        batch_size=len(cuts[0]) if cuts else 0,
+        batches=len(cuts),
     )
 
 
@@ -204,6 +209,8 @@ def _pass(group: tuple[Side, ...], cases: list[Case], sampling: Sampling, cuts, 
         batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(size=min(concurrency, len(rows))),
         num_cpus=cluster.actor_cpus(concurrency),
+        num_gpus=ray_cluster.gpu_per_actor(cluster),
+        **ray_cluster.retry_limits(),
         fn_constructor_kwargs={
             "serve_path": engine_side.serve_path,
             "cfg": engine_side.cfg,
@@ -243,12 +250,10 @@ def _pass(group: tuple[Side, ...], cases: list[Case], sampling: Sampling, cuts, 
 
 def _one_line(e: Exception, group: tuple[Side, ...]) -> LlmopsError:
     cause = getattr(e, "cause", None)
-    if isinstance(cause, LlmopsError):
+    if isinstance(cause, LlmopsError):  # ours, raised in the actor: already one line
         return cause
-    text = str(cause or e).strip().splitlines()
-    first = next((line for line in reversed(text) if line.strip()), type(e).__name__)
     what = " and ".join(f"{s.role} {s.model.label}" for s in group)
-    return GenerationError(f"Ray pass for {what} failed: {first[:200]}")
+    return GenerationError(f"Ray pass for {what} failed: {ray_cluster.one_line(e)}")
 
 
 class SideGenerator:

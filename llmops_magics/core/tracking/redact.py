@@ -81,7 +81,11 @@ def redact(text: str, env_secrets: list[str] | None = None) -> str:
     for value in secret_env_values() if env_secrets is None else env_secrets:
         if value in text:
             text = text.replace(value, REDACTED)
-    return _TOKEN.sub(_sub, text)
+    return _TOKEN.sub(_sub, _URI_CREDENTIALS.sub("//" + REDACTED + "@", text))
+
+
+# ``user:password@`` inside any URI in free text (``ray://alice:pw@head:10001`` in a cell).
+_URI_CREDENTIALS = re.compile(r"//[^/@\s:'\"]+:[^/@\s'\"]+@")
 
 
 def redact_obj(obj, env_secrets: list[str] | None = None):

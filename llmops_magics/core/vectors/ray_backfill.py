@@ -29,7 +29,7 @@ from ...backends import lance, ray_cluster
 from ...backends.engine_logs import bar_target
 from ...backends.progress import progress_bar
 from ...config import Settings
-from ...errors import BadInput
+from ...errors import BadInput, LlmopsError
 from .backfill import REINDEX_ROWS, Filled
 from .embedders import EmbedderSpec, get_embedder
 from .table import MixedVectorSpaces, TableLayout, vectors_array
@@ -46,6 +46,10 @@ EMBED_BATCH = 64
 
 class EmbedderDigestMismatch(MixedVectorSpaces):
     """A Ray worker's embedder is not the one the target column was built with."""
+
+
+class BackfillError(LlmopsError):
+    """A Ray backfill stopped on a cluster or worker failure; what it committed stays."""
 
 
 @dataclass(frozen=True)
@@ -155,6 +159,9 @@ def fill_on_ray(
     ------
     EmbedderDigestMismatch
         A worker's embedder has another digest than the column records (nothing written).
+    BackfillError
+        Ray failed otherwise (a worker that kept dying, a lost cluster): one line with
+        the root cause; the rows committed before stay, and a rerun goes on from there.
     """
     todo = t.count_rows(job.where)
     done = Filled()
@@ -187,7 +194,11 @@ def fill_on_ray(
             refused = _digest_refusal(e)
             if refused is not None:
                 raise refused from None
-            raise
+            if isinstance(e, LlmopsError):
+                raise  # ours, already one line
+            raise BackfillError(
+                f"Ray backfill failed: {ray_cluster.one_line(e)} ({done.rows} rows committed, run it again to go on)"
+            ) from None
         finally:
             _close(batches)  # stops the pipeline (and its actors) when max_batches or an error cut it short
             bar.close()
@@ -208,8 +219,9 @@ def _embedded_batches(job: RayFill, cluster: ray_cluster.Cluster, cfg: Settings)
         batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(size=job.concurrency),
         num_cpus=cluster.actor_cpus(job.concurrency),
-        # Ray Data's actors default to max_restarts=-1 and max_task_retries=-1: a killed
-        # worker's actor comes back, its batch is retried, and the pass finishes.
+        # A killed worker's actor comes back and its batch is retried (the pass
+        # finishes), but only so often.
+        **ray_cluster.retry_limits(),
         fn_constructor_kwargs={
             "spec_json": job.spec.to_json(),
             "text_column": job.layout.text_column,
@@ -231,18 +243,15 @@ def _close(batches) -> None:
 
 def _digest_refusal(error: BaseException) -> EmbedderDigestMismatch | None:
     """The worker's refusal inside whatever Ray wrapped it in, as one line."""
-    seen, todo = set(), [error]
-    while todo:
-        e = todo.pop()
-        if e is None or id(e) in seen:
-            continue
-        seen.add(id(e))
+    for e in ray_cluster.causes(error):
         if isinstance(e, EmbedderDigestMismatch):
             return EmbedderDigestMismatch(str(e).removeprefix("mixed vector spaces: "))
-        todo += [e.__cause__, e.__context__, getattr(e, "cause", None)]
+    # The refusal is raised in the actor's __init__, and Ray reports a failed creation
+    # task as an ActorDiedError that keeps the worker's exception only as traceback text
+    # (measured on Ray 2.60): there the type never reaches the driver, the text does.
     marker = "mixed vector spaces: a Ray worker loads"
     text = str(error)
-    if marker in text:  # only the text crossed the process boundary
+    if marker in text:
         line = text[text.index(marker) :].splitlines()[0]
         return EmbedderDigestMismatch(line.removeprefix("mixed vector spaces: "))
     return None
