@@ -85,29 +85,35 @@ def db(tmp_path):
     return str(tmp_path / "lancedb")
 
 
+# The "few-thousand-row table": 4 commits of 512 rows on each path.
+ROWS = 2000
+
+
 def test_ray_backfill_equals_the_kernel_one_and_the_kernel_writes_on(db, ray_address, capfd):  # noqa: F811
-    m = started(db, "r", 400)
+    m = started(db, "r", ROWS)
     shutil.copytree(f"{db}/r.lance", f"{db}/k.lance")  # the same table, migration open, for the kernel
     t0 = time.perf_counter()
-    kernel = llmops_magics.migration("k", db=db, log=False).backfill(batch=128, progress=False)
+    kernel = llmops_magics.migration("k", db=db, log=False).backfill(batch=512, progress=False)
     kernel_s = time.perf_counter() - t0
     capfd.readouterr()
     t0 = time.perf_counter()
-    ray = m.backfill(batch=128, on="ray", address=ray_address, concurrency=1)
+    ray = m.backfill(batch=512, on="ray", address=ray_address, concurrency=1)
     ray_s = time.perf_counter() - t0
     out, err = capfd.readouterr()
-    print(f"\n400 rows: kernel {400 / kernel_s:.0f} rows/s, Ray (1 actor, with its start) {400 / ray_s:.0f} rows/s")
+    print(
+        f"\n{ROWS} rows: kernel {ROWS / kernel_s:.0f} rows/s, Ray (1 actor, with its start) {ROWS / ray_s:.0f} rows/s"
+    )
 
     # Nothing of Ray's reached the cell's streams: only our one bar (rows committed).
     assert out == ""
     pieces = [p.strip() for p in re.split(r"[\r\n]+", err) if p.strip()]
     assert pieces and all(p.startswith("backfill r.vector_minilm_cls on Ray at 127.0.0.1") for p in pieces), pieces[:5]
-    assert "400/400" in pieces[-1]
+    assert f"{ROWS}/{ROWS}" in pieces[-1]
 
-    assert ray.details["rows_embedded"] == kernel.details["rows_embedded"] == 400 and ray.details["rows_left"] == 0
+    assert ray.details["rows_embedded"] == kernel.details["rows_embedded"] == ROWS and ray.details["rows_left"] == 0
     assert ray.details["on"] == "ray" and ray.details["ray_concurrency"] == 1
     assert ray.details["commits"] == kernel.details["commits"] == 4
-    got = assert_one_vector_each(db, "r", 400)
+    got = assert_one_vector_each(db, "r", ROWS)
     same = rows_by_id(open_raw(db, "k"))
     ids = sorted(got)
     cos = np.sum(np.array([got[i][COL] for i in ids]) * np.array([same[i][COL] for i in ids]), axis=1)
@@ -119,7 +125,7 @@ def test_ray_backfill_equals_the_kernel_one_and_the_kernel_writes_on(db, ray_add
     again.add(["late row: owls hunt at night"])
     open_raw(db, "r").update(where="id = 3", values={"text": "edited after the Ray pass: violins"})
     assert again.backfill(batch=64, progress=False).details["rows_embedded"] == 1
-    assert_one_vector_each(db, "r", 401)
+    assert_one_vector_each(db, "r", ROWS + 1)
     assert again.search("owls at night", k=1, column=COL).rows[0]["text"] == "late row: owls hunt at night"
 
 
