@@ -34,6 +34,7 @@ from urllib.parse import urlparse
 from ..config import Settings, settings
 from ..errors import BadInput
 from .engine_logs import engine_output, route_engine_logs
+from .uris import public_uri
 
 _lock = threading.Lock()
 _current: Cluster | None = None
@@ -82,11 +83,11 @@ def one_line(error: BaseException) -> str:
         for line in _ANSI.sub("", str(e)).splitlines():
             found = _EXCEPTION_LINE.match(line)  # at column 0: code lines in a traceback are indented
             if found and not found[1].startswith("ray."):
-                return public_address(f"{found[1].rsplit('.', 1)[-1]}: {found[2].strip()}"[:300])
+                return public_uri(f"{found[1].rsplit('.', 1)[-1]}: {found[2].strip()}"[:300])
     for e in reversed(chain):
         lines = [x.strip() for x in _ANSI.sub("", str(e)).splitlines() if x.strip()]
         if lines:
-            return public_address(f"{type(e).__name__}: {lines[0]}"[:300])
+            return public_uri(f"{type(e).__name__}: {lines[0]}"[:300])
     return type(error).__name__
 
 
@@ -117,7 +118,7 @@ class Cluster:
     @property
     def label(self) -> str:
         """``local Ray (2 CPUs)`` / ``Ray at ray://head:10001 (64 CPUs)``, with the dashboard."""
-        where = "local Ray" if self.started_here else f"Ray at {public_address(self.address)}"
+        where = "local Ray" if self.started_here else f"Ray at {public_uri(self.address)}"
         text = f"{where} ({self.cpus:g} CPUs{f', {self.gpus:g} GPUs' if self.gpus else ''})"
         return f"{text} · dashboard {self.dashboard_url}" if self.dashboard_url else text
 
@@ -133,12 +134,6 @@ class Cluster:
         would leave an embedder or engine on one thread where it has a core to itself.
         """
         return max(1, int(self.cpus // max(concurrency, 1))) if self.local else 0
-
-
-def public_address(address: str) -> str:
-    """``address`` without ``user:password@`` (as ``tracking.redact.public_uri`` does for
-    MLflow URIs; this layer cannot import it): safe for labels, messages and run params."""
-    return re.sub(r"//[^/@]*@", "//", address)
 
 
 def gpu_per_actor(cluster: Cluster) -> float:
@@ -193,14 +188,14 @@ def check_reachable(address: str, *, tracking_uri: str | None = None, paths: tup
         return
     if tracking_uri is not None and _is_local_store(tracking_uri):
         raise BadInput(
-            f"Ray at {public_address(address)} runs on other machines, which cannot reach this machine's MLflow store "
+            f"Ray at {public_uri(address)} runs on other machines, which cannot reach this machine's MLflow store "
             f"({_store_kind(tracking_uri)}): set LlmopsMagics.tracking_uri to a tracking server they reach "
             "(http://...), or run on a local Ray (ray_address = '')"
         )
     for path in paths:
         if path and "://" not in str(path):
             raise BadInput(
-                f"Ray at {public_address(address)} runs on other machines, which cannot read the local path "
+                f"Ray at {public_uri(address)} runs on other machines, which cannot read the local path "
                 f"{Path(path).name!r}: "
                 "put it where the cluster reaches it (--db s3://bucket/path for a table), "
                 "or run on a local Ray (ray_address = '')"
@@ -284,7 +279,7 @@ def _start(address: str, cfg: Settings) -> Cluster:
             context = ray.init(**kwargs)
         except (ConnectionError, RuntimeError, ValueError) as e:
             raise RayUnreachable(
-                f"no Ray cluster answers at {public_address(address)!r} ({_first_line(e)}): "
+                f"no Ray cluster answers at {public_uri(address)!r} ({one_line(e)}): "
                 "start one (ray start --head), fix LlmopsMagics.ray_address, or leave it empty to start "
                 "a local Ray; a cluster with token authentication also needs RAY_AUTH_TOKEN"
             ) from None
@@ -404,8 +399,3 @@ def _is_local_store(uri: str) -> bool:
 
 def _store_kind(uri: str) -> str:
     return "a sqlite file" if uri.startswith("sqlite") else "a local folder"
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return public_address(text[0][:160]) if text else type(e).__name__

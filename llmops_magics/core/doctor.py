@@ -236,7 +236,7 @@ def check_ray(cfg: Settings) -> Check:
         host, port = ray_endpoint(target)
     except BadInput as e:
         return Check("ray", "warn", f"{version}; {e}", _RAY_FIX_ADDRESS)
-    shown = ray_cluster.public_address(address if target == address else f"{address} ({target})")
+    shown = public_uri(address if target == address else f"{address} ({target})")
     try:
         with socket.create_connection((host, port), timeout=RAY_PROBE_S):
             pass

@@ -12,6 +12,8 @@ import os
 import re
 import time
 
+from ...backends.uris import public_uri
+
 REDACTED = "[REDACTED]"
 
 # One alternation so a plain cell costs a single regex pass.
@@ -99,11 +101,6 @@ def redact_obj(obj, env_secrets: list[str] | None = None):
     if isinstance(obj, (list, tuple)):
         return [redact_obj(v, env_secrets) for v in obj]
     return obj
-
-
-def public_uri(uri: str) -> str:
-    """The URI without credentials (``user:password@``), safe for messages, lockfiles and logs."""
-    return re.sub(r"//[^/@]*@", "//", uri)
 
 
 def first_line(e: BaseException) -> str:
