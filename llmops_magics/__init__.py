@@ -24,6 +24,7 @@ from .core.shadow.run import shadow
 from .core.vectors.migration import Migration, migration
 from .core.vectors.table import create_index, describe_table, search
 from .core.verify import verify
+from .core.watch import WatchResult, watch
 from .errors import LlmopsError
 from .version import __version__
 from .widgets import register_views as _register_views
@@ -73,6 +74,8 @@ __all__ = [
     "lineage_sync",
     "export_openlineage",
     "verify",
+    "watch",
+    "WatchResult",
     "load_ipython_extension",
     "unload_ipython_extension",
 ]

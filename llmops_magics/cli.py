@@ -172,6 +172,51 @@ def cmd_verify(args) -> int:
     return result.exit_code
 
 
+def cmd_watch(args) -> int:
+    """One line; exit 0 when nothing dropped, 1 when a scorer's bucket or the canary is worse, 2 usage."""
+    # deferred: MLflow, numpy and the scorers' modules are for this command only
+    from .core.watch.run import watch
+
+    result = watch(
+        args.experiment,
+        scorers=list(args.scorer),
+        since=args.since,
+        by=args.by,
+        baseline=args.baseline,
+        filter=args.filter,
+        split=args.split,
+        canary=args.canary,
+        margin=args.margin,
+        n=args.n,
+        sample_seed=args.sample_seed,
+        rescore=args.rescore,
+        max_scorer_calls=args.max_scorer_calls,
+        alpha=args.alpha,
+        drift=not args.no_drift,
+        log=not args.no_log,
+        name=args.name,
+    )
+    # A scheduled job's new scores must land before the process ends (written in the background).
+    if result.writer is not None:
+        result.writer.wait(timeout=args.write_timeout)
+    print(result.line())
+    return 1 if result.dropped else 0
+
+
+def _watch_parser(sub) -> None:
+    # deferred: the option table lives with the magic (one table for both doors); IPython loads only here
+    from .magics.watch import add_watch_arguments
+
+    watch = sub.add_parser("watch", help="score an app's traces per bucket; exit 1 on a flagged drop or a worse canary")
+    watch.add_argument("experiment", help="the app's MLflow experiment (name or id)")
+    watch.add_argument("--scorer", action="append", default=[], help="module:function of an MLflow Scorer")
+    add_watch_arguments(watch.add_argument)
+    watch.add_argument(
+        "--write-timeout", type=float, default=600, help="seconds to wait for the new assessments to be written"
+    )
+    watch.set_defaults(fn=cmd_watch)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="llmops-magics", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -211,6 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--json", action="store_true", help="one JSON document instead of the table")
     verify.add_argument("--timeout", type=int, default=600, help="seconds per cell")
     verify.set_defaults(fn=cmd_verify)
+    _watch_parser(sub)
     return parser
 
 

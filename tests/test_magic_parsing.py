@@ -135,6 +135,25 @@ CASES = [
     ),
     Case(
         "line",
+        "llm_watch",
+        "'support app' --scorer is_polite --scorer 'my.scorers:refund_judge' --since 30d --by day "
+        "--filter \"tags.route = 'refunds'\" --split 'tags.variant' --canary b --no-drift",
+        f"{M}.watch.watch",
+        (),
+        {
+            "experiment": "support app",
+            "scorers": ["polite scorer object", "my.scorers:refund_judge"],
+            "since": "30d",
+            "by": "day",
+            "filter": "tags.route = 'refunds'",
+            "split": "tags.variant",
+            "canary": "b",
+            "drift": False,
+        },
+        user_ns={"is_polite": "polite scorer object"},
+    ),
+    Case(
+        "line",
         "llm_alias",
         "--history prompt \"my prompt\" 'production'",
         f"{M}.alias.alias_history",

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from ..backends.base import Sampling
 from ..backends.transformers_backend import OPTIONS
 from ..errors import BadInput
+from .evidence.traces import since_ms
 
 # Values a dtype option may take (vLLM's and torch's names for the same four).
 DTYPES = ("auto", "float32", "float", "bfloat16", "float16", "half")
@@ -137,6 +138,10 @@ RULES: dict[str, Rule] = {
     "max_batches": _whole(10, 1),
     "min_rows": _whole(5000, 0),
     "k": _whole(10, 1),
+    # watch (issue 22): buckets, the canary's equivalence margin, the flags' error rate
+    "by": Rule("choice", "day", choices=("hour", "day", "week")),
+    "margin": _number(0.05, 0.0001, 1),
+    "alpha": _number(0.05, 0.0001, 0.5),
     # engines
     "lines": _whole(50, 1),
     "dtype": Rule("choice", "float32", choices=DTYPES),
@@ -174,6 +179,22 @@ def check(**values) -> dict:
     {'max_tokens': 64, 'temperature': 0.0}
     """
     return {name: (None if value is None else RULES[name].coerce(name, value)) for name, value in values.items()}
+
+
+def duration_ms(name: str, value) -> int:
+    """A duration option (``7d``, ``12h``, ``30m``; ``since`` and ``baseline`` of watch) in ms.
+
+    The same parsing as ``--since`` of ``--from-traces`` (:func:`.evidence.traces.since_ms`),
+    and above zero: an empty window holds no traces.
+    """
+    need = "must be a duration above 0: a number and a unit s, m, h, d or w"
+    try:
+        start = since_ms(str(value), now=0) if value not in (None, "") and not isinstance(value, bool) else None
+    except BadInput:
+        start = None
+    if start is None or start >= 0:
+        raise OptionError(name, value, need, "14d")
+    return -start
 
 
 def sampling(max_tokens=128, temperature=0.0, seed=0):

@@ -11,6 +11,7 @@ from .pin import PinMagics
 from .promote import PromoteMagics
 from .prompt import PromptMagics
 from .shadow import ShadowMagics
+from .watch import WatchMagics
 
 MAGICS = (
     LlmopsMagics,
@@ -24,6 +25,7 @@ MAGICS = (
     PromoteMagics,
     PinMagics,
     EngineMagics,
+    WatchMagics,
 )
 
 __all__ = [
@@ -39,4 +41,5 @@ __all__ = [
     "PromoteMagics",
     "PinMagics",
     "EngineMagics",
+    "WatchMagics",
 ]

@@ -1,4 +1,4 @@
-"""Views of core results: the review widget and the shadow plots.
+"""Views of core results: the review widget, the shadow plots and the watch plot.
 
 Importing this package is cheap: anywidget and plotly load when a view is first used.
 :func:`register_views` hands core the viewers by name (core never imports widgets).
@@ -23,6 +23,13 @@ def _plot(result, **options):
     return shadow_plots(result, **options)
 
 
+def _watch_plot(result, **options):
+    # deferred: plotly loads on first use
+    from .plots import watch_plot
+
+    return watch_plot(result, **options)
+
+
 def _actions(result, bundle):
     # deferred: anywidget/plotly load on first use
     from .actions import with_actions
@@ -31,7 +38,9 @@ def _actions(result, bundle):
 
 
 def register_views() -> None:
-    """Register ``review``, ``plot`` and the ShadowResult buttons with :mod:`llmops_magics.core.viewers`."""
+    """Register ``review``, ``plot``, ``watch_plot`` and the ShadowResult buttons with
+    :mod:`llmops_magics.core.viewers`."""
     register_view("review", _review)
     register_view("plot", _plot)
     register_view("shadow:bundle", _actions)
+    register_view("watch_plot", _watch_plot)

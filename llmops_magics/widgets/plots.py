@@ -261,3 +261,182 @@ def _length_band(fig: go.Figure, result) -> None:
             annotation_text=f"1 ± {margin:g}",
             annotation_position="top left",
         )
+
+
+# ------------------------------------------------------------------ %llm_watch (issue 22)
+
+CHANGE_COLOURS = {"alias move": "#8250df", "traces": "#0969da"}
+
+
+def _when(ms: int) -> str:
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M")
+
+
+@dataclass
+class WatchPlot:
+    """The chart of one watch: per scorer its rate or mean per bucket with the 95% band and
+    the baseline, flagged buckets marked; input drift; volume; a line per change.
+
+    Attributes
+    ----------
+    figure : plotly Figure
+    """
+
+    title: str
+    figure: go.Figure
+    summary: list[list] = field(default_factory=list)
+
+    def html(self) -> str:
+        """A self-contained page (plotly.js inlined): opens offline, an MLflow artifact."""
+        return (
+            "<!DOCTYPE html><html><head><meta charset='utf-8'>"
+            f"<title>{esc(self.title)}</title></head><body>"
+            + html_table(["measure", "value"], self.summary)
+            + self.figure.to_html(full_html=False, include_plotlyjs=True)
+            + "</body></html>"
+        )
+
+    def export_html(self, path) -> Path:
+        """Write :meth:`html` to ``path``."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.html(), encoding="utf-8")
+        return path
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        text = f"{self.title}\n" + text_table(["measure", "value"], self.summary)
+        html = (
+            f"<div class='llmops-plots'><b>{esc(self.title)}</b>"
+            + html_table(["measure", "value"], self.summary)
+            + "<div style='opacity:.7'>interactive charts need the plotly renderer; "
+            "plot.export_html(path) writes a static page</div></div>"
+        )
+        return {
+            "application/vnd.plotly.v1+json": json.loads(self.figure.to_json()),
+            "text/html": html,
+            "text/plain": text,
+        }
+
+
+def _band(fig: go.Figure, rows: list[dict], x: list, name: str, colour: str, row: int) -> None:
+    """Estimate per bucket, its 95% interval as a shaded band, flagged buckets as red marks."""
+    lo = [r.get("ci_low") for r in rows]
+    hi = [r.get("ci_high") for r in rows]
+    fig.add_trace(go.Scatter(x=x, y=hi, mode="lines", line=dict(width=0), showlegend=False, hoverinfo="skip"), row, 1)
+    fig.add_trace(
+        go.Scatter(
+            x=x,
+            y=lo,
+            mode="lines",
+            line=dict(width=0),
+            fill="tonexty",
+            fillcolor="rgba(99,110,250,0.18)",
+            name=f"{name} 95% CI",
+            hoverinfo="skip",
+            showlegend=False,
+        ),
+        row,
+        1,
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=x,
+            y=[r.get("estimate") for r in rows],
+            mode="lines+markers",
+            name=name,
+            line=dict(color=colour),
+            customdata=[[r.get("n"), r.get("role"), r.get("adjusted_p")] for r in rows],
+            hovertemplate="%{x}<br>%{y:.3f} (n=%{customdata[0]}, %{customdata[1]}, adj. p %{customdata[2]})"
+            "<extra>" + esc(name) + "</extra>",
+        ),
+        row,
+        1,
+    )
+    flagged = [r for r in rows if r.get("flagged")]
+    if flagged:
+        fig.add_trace(
+            go.Scatter(
+                x=[_when(r["start_ms"]) for r in flagged],
+                y=[r.get("estimate") for r in flagged],
+                mode="markers",
+                marker=dict(symbol="x", size=14, color="#cf222e", line=dict(width=2)),
+                name=f"{name} flagged",
+                hovertext=[f"flagged: {r['diff']:+.3f} vs baseline, adj. p {r['adjusted_p']:.2g}" for r in flagged],
+                hoverinfo="text",
+            ),
+            row,
+            1,
+        )
+
+
+def watch_plot(result) -> WatchPlot:
+    """Plotly chart of a WatchResult (``result.plot()``)."""
+    panels = [(name, name) for name in result.scorers]
+    drift = result.measure("input drift")
+    if drift:
+        panels.append(("input drift", "input drift: share of requests far from the baseline"))
+    panels.append(("requests", "requests per bucket"))
+    fig = make_subplots(
+        rows=len(panels),
+        cols=1,
+        shared_xaxes=True,
+        subplot_titles=[title for _, title in panels],
+        vertical_spacing=min(0.08, 0.3 / len(panels)),
+    )
+    palette = ("#636efa", "#00a2a6", "#ab63fa", "#ffa15a", "#19d3f3", "#ff6692")
+    for i, (measure, _) in enumerate(panels, start=1):
+        rows = result.measure(measure)
+        x = [_when(r["start_ms"]) for r in rows]
+        if measure == "requests":
+            fig.add_trace(go.Bar(x=x, y=[r["estimate"] for r in rows], name="requests", marker_color="#9a9a9a"), i, 1)
+            continue
+        _band(fig, rows, x, measure, palette[(i - 1) % len(palette)], i)
+        base = result.baselines.get(measure)
+        if base is not None and base[1] is not None:
+            fig.add_hline(
+                y=base[1],
+                line_dash="dash",
+                line_color="#444",
+                row=i,
+                col=1,
+                annotation_text=f"baseline {base[1]:.3g}",
+                annotation_position="bottom left",
+            )
+    for change in result.changes:
+        colour = CHANGE_COLOURS.get(change.kind, CHANGE_COLOURS["traces"])
+        fig.add_vline(x=_when(change.at_ms), line_dash="dot", line_color=colour, opacity=0.7)
+    if result.changes:  # vertical lines carry no hover: one marker per change on the top panel says what moved
+        fig.add_trace(
+            go.Scatter(
+                x=[_when(c.at_ms) for c in result.changes],
+                y=[1.02] * len(result.changes),
+                yaxis="y",
+                mode="markers",
+                marker=dict(
+                    symbol="triangle-down",
+                    size=12,
+                    color=[CHANGE_COLOURS.get(c.kind, "#0969da") for c in result.changes],
+                ),
+                name="changes",
+                hovertext=[f"{c.when} · {c.kind}: {c.text}" for c in result.changes],
+                hoverinfo="text",
+            ),
+            1,
+            1,
+        )
+    fig.update_layout(
+        title=f"{result.name}: {'FLAGGED' if result.flags else 'nothing flagged'}",
+        template="plotly_white",
+        height=160 + 240 * len(panels),
+        showlegend=True,
+    )
+    summary = [
+        ["traces", f"{result.counts.get('traces', 0):,}"],
+        ["buckets", len(result.buckets)],
+        ["baseline", result.baseline],
+        ["flags", len(result.flags)],
+        ["changes", len(result.changes)],
+    ]
+    return WatchPlot(result.name, fig, summary)

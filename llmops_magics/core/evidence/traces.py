@@ -115,7 +115,7 @@ def from_traces(
                 (
                     _order(trace, root),
                     {"messages": list(messages), "trace_id": trace_id},
-                    _scorer_inputs(root.inputs, messages, redact),
+                    scorer_inputs(root.inputs, messages, redact),
                     RecordedAnswer(redact(text), latency, prompt_tokens, completion_tokens, trace_id)
                     if text is not None
                     else None,
@@ -161,7 +161,7 @@ def _order(trace, root) -> tuple:
     return (root.start_time_ns or 0, int(case) if str(case).isdigit() else 0)
 
 
-def _scorer_inputs(raw, messages, redact):
+def scorer_inputs(raw, messages, redact):
     """What a scorer sees as the case's inputs: the app's own argument mapping when it
     was one (redacted), else the request text."""
     if isinstance(raw, dict) and "messages" not in raw:

@@ -222,7 +222,7 @@ def score(
     order: list[str] = []
     for (i, j, side), (result, error) in zip(tasks, results):
         name = scorers[j].name
-        found, problems = ({}, [error]) if error else _read(result, name)
+        found, problems = ({}, [error]) if error else read_result(result, name)
         for check_name, value in found.items():
             values.setdefault((i, side), {})[check_name] = value
             if check_name not in order:
@@ -321,7 +321,7 @@ def _run_all(tasks, scorers, rows, cases, progress: bool, workers: int) -> list[
                 expectations=row.get("expectations"),
             )
         except Exception as e:  # a scorer's own failure costs that case, never the run
-            return None, _error_line(e)
+            return None, error_line(e)
         return result, None
 
     results: list = [None] * len(tasks)
@@ -342,7 +342,7 @@ def _inputs(row: dict, case) -> dict | str:
     return getattr(case, "request_text", "") if case is not None else ""
 
 
-def _read(result, name: str) -> tuple[dict[str, bool | float], list[str]]:
+def read_result(result, name: str) -> tuple[dict[str, bool | float], list[str]]:
     """A scorer's result as {check name: value}, and what could not be read."""
     if isinstance(result, list):
         found, problems = {}, []
@@ -425,7 +425,7 @@ def _check(name: str, rows: list[dict], values: dict, t: Thresholds) -> tuple[Ch
     return check, notes
 
 
-def _error_line(e: BaseException) -> str:
+def error_line(e: BaseException) -> str:
     text = " ".join(str(e).split()) or "(no message)"
     return f"{type(e).__name__}: {text[:200]}"
 

@@ -219,10 +219,11 @@ def bootstrap_p(values: Sequence[float], *, resamples: int = 2000, seed: int = 0
     """
     if len(values) == 0:
         return 1.0
-    return _p_of_zero(_resampled(values, np.mean, resamples, seed)[1])
+    return p_of_zero(_resampled(values, np.mean, resamples, seed)[1])
 
 
-def _p_of_zero(means: np.ndarray) -> float:
+def p_of_zero(means: np.ndarray) -> float:
+    """Two-sided bootstrap p-value that the mean is 0, from resampled means (never below 1 / (B + 1))."""
     tail = min(int(np.sum(means <= 0)), int(np.sum(means >= 0)))
     return float(min(1.0, 2 * (tail + 1) / (len(means) + 1)))
 
@@ -599,7 +600,7 @@ def numeric_scorer_check(
         # bootstrap_p with this seed), so the two agree.
         est, means = _resampled(d, np.mean, t.bootstrap, seed)
         low, high = (float(x) for x in np.quantile(means, [t.alpha / 2, 1 - t.alpha / 2]))
-        pval = _p_of_zero(means)
+        pval = p_of_zero(means)
         means = f"mean primary {np.mean(primary):.3g} vs candidate {np.mean(candidate):.3g}"
     else:
         est, low, high, pval, means = 0.0, math.nan, math.nan, 1.0, "no case scored on both sides"

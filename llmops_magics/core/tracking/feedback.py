@@ -20,7 +20,7 @@ import threading
 
 from ...config import Settings, settings
 from ...errors import TrackingError
-from .budget import call
+from .budget import call, call_alone
 from .connection import client
 from .errors import is_not_found, refused
 from .redact import public_uri
@@ -52,6 +52,17 @@ def _tracing(cfg: Settings):
         return _tracing_clients[uri]
 
 
+def ready(cfg: Settings | None = None) -> None:
+    """Build the tracing client and import MLflow's assessment entities in the calling thread.
+
+    Call before a background thread logs feedback: MLflow imported from a second thread
+    while the first imports it can fail (``partially initialized module``).
+    """
+    _tracing(cfg or settings())
+    # heavy: the MLflow entities load on first use
+    from mlflow.entities import AssessmentSource, Feedback  # noqa: F401
+
+
 def log_feedback(
     trace_id: str,
     *,
@@ -64,6 +75,7 @@ def log_feedback(
     assessment_id: str | None = None,
     overrides: str | None = None,
     cfg: Settings | None = None,
+    own_budget: bool = False,
 ) -> str:
     """Log one feedback on a trace (``mlflow.log_feedback`` on the configured store).
 
@@ -83,6 +95,10 @@ def log_feedback(
         The id to give it (see :func:`assessment_id`); MLflow makes one up otherwise.
     overrides : str, optional
         The id of an earlier feedback this one replaces (MLflow marks that one invalid).
+    own_budget : bool
+        Bound this call by ``mlflow_timeout_s`` on its own (:func:`~.budget.call_alone`)
+        instead of sharing the command's budget: a writer of thousands of feedbacks.
+        A command that has given MLflow up still skips it at once.
 
     Returns
     -------
@@ -114,7 +130,8 @@ def log_feedback(
         feedback.assessment_id = assessment_id
     tracing = _tracing(cfg)  # built in the calling thread: no mlflow import races a background one
     try:
-        created = call(f"log feedback on {trace_id}", lambda: tracing.log_assessment(trace_id, feedback), cfg)
+        bounded = call_alone if own_budget else call
+        created = bounded(f"log feedback on {trace_id}", lambda: tracing.log_assessment(trace_id, feedback), cfg)
     except TrackingError:
         raise
     except Exception as e:
@@ -125,8 +142,12 @@ def log_feedback(
     return created.assessment_id
 
 
-def feedback_exists(trace_id: str, assessment_id: str, cfg: Settings | None = None) -> bool:
+def feedback_exists(
+    trace_id: str, assessment_id: str, cfg: Settings | None = None, *, own_budget: bool = False
+) -> bool:
     """Whether the store holds this assessment on this trace (False when either is missing).
+
+    ``own_budget`` bounds the call on its own, as :func:`log_feedback`'s does.
 
     Raises
     ------
@@ -136,7 +157,8 @@ def feedback_exists(trace_id: str, assessment_id: str, cfg: Settings | None = No
     cfg = cfg or settings()
     tracing = _tracing(cfg)
     try:
-        call(f"read feedback {assessment_id}", lambda: tracing.get_assessment(trace_id, assessment_id), cfg)
+        bounded = call_alone if own_budget else call
+        bounded(f"read feedback {assessment_id}", lambda: tracing.get_assessment(trace_id, assessment_id), cfg)
     except TrackingError:
         raise
     except Exception as e:
