@@ -200,7 +200,10 @@ def cmd_watch(args) -> int:
     if result.writer is not None:
         result.writer.wait(timeout=args.write_timeout)
     print(result.line())
-    return 1 if result.dropped else 0
+    if result.dropped:
+        return 1
+    # nothing could be compared: not "OK" for a scheduled job, a usage problem (window, baseline)
+    return 0 if result.judged else 2
 
 
 def _watch_parser(sub) -> None:
@@ -217,8 +220,26 @@ def _watch_parser(sub) -> None:
     watch.set_defaults(fn=cmd_watch)
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line on stderr (exit 2), as every other error of
+    the CLI: ``error: unrecognized arguments: --bogus (llmops-magics watch --help)``.
+    Subcommand parsers are of the same class (argparse makes them with the parent's)."""
+
+    def error(self, message: str):
+        """Print ``error: MESSAGE (PROG --help)`` and exit 2."""
+        self.exit(2, f"error: {message} ({self.prog} --help)\n")
+
+    def parse_args(self, args=None, namespace=None):
+        """As argparse's, but unknown options are blamed on the subcommand they were given to."""
+        ns, extra = self.parse_known_args(args, namespace)
+        if extra:
+            commands = getattr(self, "commands", {})
+            commands.get(getattr(ns, "command", None), self).error(f"unrecognized arguments: {' '.join(extra)}")
+        return ns
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="llmops-magics", description=__doc__)
+    parser = OneLineParser(prog="llmops-magics", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("prepare", help="convert the default models (one time)").set_defaults(fn=cmd_prepare)
     demo = sub.add_parser("demo", help="run notebooks/quickstart.ipynb headless and summarize")
@@ -257,6 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--timeout", type=int, default=600, help="seconds per cell")
     verify.set_defaults(fn=cmd_verify)
     _watch_parser(sub)
+    parser.commands = sub.choices  # for parse_args: which subcommand an unknown option was given to
     return parser
 
 

@@ -47,6 +47,11 @@ EXPECTED = {
         ("app-traces", "traced 3 production calls"),
         ("traces-verdict", "behaviour: changed"),
         ("traces-verdict", "recorded side: recorded"),
+        # Two weeks played back: a canary summarizing a third of the tickets from day 10 is caught.
+        ("app-history", "played back 336 traces over 14 days"),
+        ("watch", "FLAGGED"),
+        ("watch", "model chat: version chat/1 -> chat/2"),
+        ("watch-canary", "worse"),
         ("adapter-verdict", "adapter verdict: degraded"),
         ("lance-shadow", "4 queries"),
         ("lance-status", "cut_over"),

@@ -131,7 +131,8 @@ def series():
             now - 36 * 3_600_000 + i * 300_000,
             REFUNDS[i % len(REFUNDS)].format(k=i),
             (i // 2 % 10 != 0) if i % 2 == 0 else (i // 2 % 10 < 6),  # 0.9 vs 0.6
-            tags={"variant": "control" if i % 2 == 0 else "v2"},
+            # "arm": the same groups under values where the worse one sorts first (and a metric-unsafe name)
+            tags={"variant": "control" if i % 2 == 0 else "v2", "arm": "b" if i % 2 == 0 else "a (beta)!"},
             model=model,
         )
         for i in range(400)
@@ -149,7 +150,9 @@ def _day(d: int) -> str:
 
 def test_a_drop_on_day_12_is_flagged_there_and_names_the_model_version_change(series):
     model = series["model"]
-    result = watch(series["apps"]["drop"], scorers=[is_polite], since="21d", by="day", drift=False, log=False)
+    result = watch(
+        series["apps"]["drop"], scorers=[is_polite], since="21d", by="day", drift=False, log=False, alpha=0.01
+    )
     if result.writer is not None:
         assert result.writer.wait(120), result.writer_status
     assert result.counts["traces"] == DAYS * PER_DAY
@@ -159,6 +162,7 @@ def test_a_drop_on_day_12_is_flagged_there_and_names_the_model_version_change(se
     assert set(flagged_days) <= {_day(d) for d in range(DROP_DAY, DAYS)}
     first = scorer_flags[0]
     assert first.bucket == _day(DROP_DAY) and first.diff < -0.25
+    assert "99% CI" in first.line() and "95% CI" not in first.line()  # the level asked for, not a fixed 95%
     said = [c.text for c in first.changes]
     assert any(f"{model}/1 -> {model}/2" in t and c.kind == "model version" for t, c in zip(said, first.changes)), said
     assert any(c.kind == "alias move" and "champion 1 -> 2" in c.text for c in first.changes), said
@@ -176,8 +180,8 @@ def test_a_stable_series_of_the_same_size_gives_no_flag(series):
     if result.writer is not None:  # the next test reads these scores back from MLflow
         assert result.writer.wait(120), result.writer_status
     assert result.counts["traces"] == DAYS * PER_DAY
-    assert result.flags == [] and not result.dropped
-    assert result.line().startswith("OK")
+    assert result.flags == [] and not result.dropped and result.judged
+    assert result.line().startswith("OK · ")
     assert result.changes == []  # one version of an unregistered model served throughout: nothing moved
 
 
@@ -191,6 +195,15 @@ def test_a_second_watch_reuses_the_scores_and_makes_no_scorer_call(series):
     assert again.counts["spans_read"] == 0, (first.counts, first.warnings, again.counts, again.warnings)
 
 
+def test_a_stable_series_gives_no_flag_with_input_drift_on(series):
+    # half the traces, sampled (the scores are reused from the tests above): the embedder's time stays small
+    result = watch(series["apps"]["stable"], scorers=[is_polite], since="21d", n=400, sample_seed=1, log=False)
+    assert result.counts["traces"] == 400
+    assert len([r for r in result.measure(INPUT_DRIFT) if r["n"]]) >= DAYS - 8  # measured on each tested day
+    assert result.flags == [] and not result.dropped and result.judged
+    assert result.line().startswith("OK · ")
+
+
 def test_a_topic_shift_with_unchanged_scores_is_input_drift(series):
     result = watch(series["apps"]["shift"], scorers=[is_polite], since="21d", log=False)
     assert not [f for f in result.flags if f.scorer == "is_polite"]
@@ -200,6 +213,11 @@ def test_a_topic_shift_with_unchanged_scores_is_input_drift(series):
     assert drift[0].estimate > 0.5 and drift[0].examples
     assert any(w in drift[0].examples[0].lower() for w in ("recipe", "roast", "soup", "pasta"))
     assert not result.dropped  # news, not a drop: a scheduled job does not fail on it
+    assert result.line().startswith("DRIFT · ")
+    bundle = result._repr_mimebundle_()
+    # the examples are shown under the drift flag, in both views, and the header is not "flagged red"
+    assert f'e.g. "{drift[0].examples[0]}"' in bundle["text/plain"]
+    assert drift[0].examples[0] in bundle["text/html"] and "color:#9a6700" in bundle["text/html"]
 
 
 # ------------------------------------------------------------------ canary
@@ -213,7 +231,42 @@ def test_a_canary_at_0_6_against_0_9_is_worse(series):
     assert (check.control, check.canary) == ("control", "v2")
     assert (check.n_control, check.n_canary) == (200, 200)
     assert check.verdict == "worse", check.reason
+    assert result.dropped and not [f for f in result.flags if f.scorer != INPUT_DRIFT]
+    # a worse canary is named first, even when a bucket's input drift is flagged too
+    assert result.line().startswith("WORSE · ") and "canary v2 worse than control" in result.line()
+
+
+def test_without_canary_the_worse_of_equal_groups_is_a_drop_even_as_the_control(series):
+    # "a (beta)!" is the 0.6 group; equal sizes put it first by name, as the control
+    result = watch(series["apps"]["canary"], scorers=[is_polite], split="tags.arm", since="2d", drift=False)
+    (check,) = result.canary
+    assert (check.control, check.verdict) == ("a (beta)!", "better"), check.reason
     assert result.dropped
+    assert result.line().startswith("WORSE · ") and "a (beta)! worse than b on is_polite" in result.line()
+    # the split value makes a metric key MLflow accepts: the run was logged, with its canary diff
+    assert result.run_id, result.warnings
+    metrics = tracking.client().get_run(result.run_id).data.metrics
+    assert metrics["canary_diff.is_polite.b"] > 0.2
+
+
+def test_nothing_tested_is_not_ok(series):
+    # --since 1d --by day: yesterday's traces are the only bucket with traffic, so all baseline
+    one = watch(series["apps"]["stable"], scorers=[is_polite], since="1d", by="day", drift=False, log=False)
+    assert not one.judged and not one.flags and not one.dropped
+    assert one.line().startswith("CANNOT JUDGE · ") and "every trace is in the baseline" in one.line()
+    assert "give --baseline 14d or a longer --since / a smaller --by" in one.line()
+    # --baseline 14d before a window whose traffic started within it: no baseline traces
+    none = watch(series["apps"]["canary"], scorers=[is_polite], since="2d", baseline="14d", drift=False, log=False)
+    assert not none.judged and "no traces in the baseline" in none.line()
+
+
+def test_the_filter_logged_as_a_param_is_redacted():
+    from llmops_magics.core.watch.spec import validate
+
+    secret = "sk-proj-" + "A1b2C3d4" * 4
+    spec = validate("some-app", scorers=[is_polite], filter=f"tags.key = '{secret}'")
+    assert spec.filter.endswith(f"'{secret}'")  # the search itself uses the filter as given
+    assert secret not in spec.params()["filter"] and "[REDACTED]" in spec.params()["filter"]
 
 
 def test_canary_without_split_is_refused_before_any_read():
@@ -285,11 +338,29 @@ def test_cli_exits_0_stable_1_flagged_2_bad_usage_one_line_each(series, tmp_path
     assert flagged.returncode == 1, flagged.stderr[-2000:]
     assert len(flagged.stdout.strip().splitlines()) == 1 and flagged.stdout.startswith("FLAGGED")
     assert _day(DROP_DAY) in flagged.stdout
+    nothing = _cli(tmp_path, apps["stable"], "--scorer", "watchscorers:is_polite", "--since", "1d", "--no-log")
+    assert nothing.returncode == 2, nothing.stderr[-2000:]
+    assert nothing.stdout.startswith("CANNOT JUDGE") and len(nothing.stdout.strip().splitlines()) == 1
     for bad in (["--since", "yesterday"], ["--scorer", "watchscorers:no_such_scorer"]):
         out = _cli(tmp_path, apps["stable"], "--scorer", "watchscorers:is_polite", *bad)
         assert out.returncode == 2, (bad, out.stdout, out.stderr[-2000:])
         assert out.stdout == "" and len(out.stderr.strip().splitlines()) == 1, out.stderr
         assert "Traceback" not in out.stderr
+
+
+def test_a_cli_usage_error_is_one_line_naming_the_subcommand(capsys):
+    from llmops_magics.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["watch", "some-app", "--bogus"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err == "error: unrecognized arguments: --bogus (llmops-magics watch --help)\n"
+    with pytest.raises(SystemExit):
+        main(["watch"])
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "error: the following arguments are required: experiment (llmops-magics watch --help)"
+    ]
 
 
 def test_the_magic_binds_watch_and_logs_a_run_with_the_plot(series, shell):
@@ -307,8 +378,16 @@ def test_the_magic_binds_watch_and_logs_a_run_with_the_plot(series, shell):
     assert len(history) == DAYS and {m.timestamp for m in history} >= {_day0_ms() + DROP_DAY * DAY_MS}
     bundle = result._repr_mimebundle_()
     assert "FLAGGED" in bundle["text/plain"] and "<table" in bundle["text/html"]
+    assert "95% CI" in bundle["text/plain"]
     plot = result.plot()
     assert plot.figure.data and "application/vnd.plotly.v1+json" in plot._repr_mimebundle_()
+    titles = [a.text for a in plot.figure.layout.annotations]
+    assert any(t.startswith("tokens per request") for t in titles) and any(t.startswith("latency") for t in titles)
+    # each change is a line through every panel (paper y from 0 to 1), its hover on a marker at y = 0
+    lines = [sh for sh in plot.figure.layout.shapes if sh.yref == "paper" and sh.y0 == 0 and sh.y1 == 1]
+    assert len(lines) == len(result.changes) >= 2
+    (marks,) = [t for t in plot.figure.data if t.name == "changes"]
+    assert list(marks.y) == [0] * len(result.changes) and "model version" in " ".join(marks.hovertext)
 
 
 def test_the_magic_refuses_an_unknown_scorer_in_one_line(shell):

@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 import numpy as np
 import pytest
 
-from llmops_magics.core.watch.canary import compare_groups, group_verdicts, pick_control
+from llmops_magics.core.watch.canary import compare_groups, group_verdicts, lower_higher, pick_control
 from llmops_magics.core.watch.decay import (
     baseline_buckets,
     bucket_of,
@@ -73,9 +73,17 @@ def test_hour_buckets_and_a_bad_size():
 
 def test_the_baseline_is_the_leading_buckets_holding_a_third():
     assert baseline_buckets([10, 10, 10, 10, 10, 10]) == 2
-    assert baseline_buckets([1, 1, 1, 30]) == 4
     assert baseline_buckets([40, 1, 1]) == 1
     assert baseline_buckets([0, 0]) == 0
+
+
+def test_the_baseline_never_takes_every_bucket_with_traffic():
+    # a third is reached only by the last bucket: it stays out, so something is tested
+    assert baseline_buckets([1, 1, 1, 30]) == 3
+    assert baseline_buckets([1, 0, 0, 30, 0]) == 3  # the last non-empty bucket is tested
+    assert baseline_buckets([10, 10]) == 1
+    # one bucket with traffic (--since 1d --by day): nothing can be tested, the caller says so
+    assert baseline_buckets([40, 0]) == 1 and baseline_buckets([0, 40]) == 2
 
 
 # ---------------------------------------------------------------- decay
@@ -154,6 +162,19 @@ def test_values_mix_none_and_bools_and_too_few_are_never_flagged():
     assert [x.flagged for x in flagged] == [False, False, False] and flagged[0].adjusted_p is None
     with pytest.raises(BadInput, match="bool or a number"):
         compare_bucket("s", 1, ["yes"], [True])
+
+
+def test_two_constant_sides_are_not_a_certain_difference():
+    # two traces rated 4 against a baseline of 5s: no estimate of the noise, so no test (was p = 0)
+    gap = compare_bucket("stars", 5, [5.0] * 50, [4.0, 4.0])
+    assert gap.kind == "mean" and gap.diff == -1 and gap.p_worse is None and gap.diff_ci is None
+    assert not flag([gap])[0].flagged
+    same = compare_bucket("stars", 5, [5.0] * 50, [5.0, 5.0])
+    assert same.p_worse == 0.5 and same.diff_ci == (0.0, 0.0)
+    # one side with spread is enough: Welch on that side's variance, with its few degrees of freedom
+    spread = compare_bucket("stars", 5, [5.0] * 50, [4.0, 3.0])
+    assert spread.p_worse is not None and 0.0 < spread.p_worse < 0.25
+    assert spread.diff_ci[0] < -1.5 < spread.diff_ci[1]
 
 
 def test_the_rate_test_agrees_with_its_interval():
@@ -240,7 +261,7 @@ def test_holm_across_scorers_can_take_a_verdict_back():
     assert checks, "no seed gave a borderline difference"
     final = group_verdicts(checks)
     assert final[0].verdict == "inconclusive" and final[0].adjusted_p == pytest.approx(2 * checks[0].p_value)
-    assert "Holm-adjusted over 2 scorers" in final[0].reason
+    assert "Holm-adjusted over 2 checks" in final[0].reason
 
 
 def test_pick_control():
@@ -252,6 +273,21 @@ def test_pick_control():
         pick_control({"v1": 3, "v2": 4}, canary="v9")
     with pytest.raises(BadInput, match="nothing to compare"):
         pick_control({"v1": 3, "v2": 0})
+
+
+def test_without_a_named_canary_the_lower_group_is_named_whichever_was_the_control():
+    rng = np.random.default_rng(0)
+    worse = (rng.random(200) < 0.6).tolist()
+    good = (rng.random(200) < 0.9).tolist()
+    # equal sizes: the control is "a" by name, and it is the worse one: the check reads "better"
+    control, [other] = pick_control({"a": 200, "b": 200})
+    [c] = group_verdicts([compare_groups("passes", worse, good, control_label=control, canary_label=other)])
+    assert (c.control, c.verdict) == ("a", "better")
+    assert lower_higher(c) == ("a", "b")
+    [named] = group_verdicts([compare_groups("passes", good, worse, control_label="b", canary_label="a")])
+    assert named.verdict == "worse" and lower_higher(named) == ("a", "b")
+    [same] = group_verdicts([compare_groups("passes", good, good, control_label="a", canary_label="b")])
+    assert same.verdict in ("equivalent", "inconclusive") and lower_higher(same) is None
 
 
 # ---------------------------------------------------------------- drift

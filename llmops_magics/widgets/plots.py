@@ -277,7 +277,8 @@ def _when(ms: int) -> str:
 @dataclass
 class WatchPlot:
     """The chart of one watch: per scorer its rate or mean per bucket with the 95% band and
-    the baseline, flagged buckets marked; input drift; volume; a line per change.
+    the baseline, flagged buckets marked; input drift; tokens and latency per request; volume;
+    a dotted line per change through every panel (hover its marker under the requests bars).
 
     Attributes
     ----------
@@ -377,6 +378,10 @@ def watch_plot(result) -> WatchPlot:
     drift = result.measure("input drift")
     if drift:
         panels.append(("input drift", "input drift: share of requests far from the baseline"))
+    if result.measure("prompt tokens") or result.measure("completion tokens"):
+        panels.append(("tokens", "tokens per request (prompt, completion)"))
+    if result.measure("latency s"):
+        panels.append(("latency s", "latency per request (s)"))
     panels.append(("requests", "requests per bucket"))
     fig = make_subplots(
         rows=len(panels),
@@ -392,6 +397,13 @@ def watch_plot(result) -> WatchPlot:
         if measure == "requests":
             fig.add_trace(go.Bar(x=x, y=[r["estimate"] for r in rows], name="requests", marker_color="#9a9a9a"), i, 1)
             continue
+        if measure == "tokens":
+            for j, part in enumerate(("prompt tokens", "completion tokens")):
+                part_rows = result.measure(part)
+                if part_rows:
+                    xs = [_when(r["start_ms"]) for r in part_rows]
+                    _band(fig, part_rows, xs, part, palette[(i + j) % len(palette)], i)
+            continue
         _band(fig, rows, x, measure, palette[(i - 1) % len(palette)], i)
         base = result.baselines.get(measure)
         if base is not None and base[1] is not None:
@@ -405,14 +417,25 @@ def watch_plot(result) -> WatchPlot:
                 annotation_position="bottom left",
             )
     for change in result.changes:
-        colour = CHANGE_COLOURS.get(change.kind, CHANGE_COLOURS["traces"])
-        fig.add_vline(x=_when(change.at_ms), line_dash="dot", line_color=colour, opacity=0.7)
-    if result.changes:  # vertical lines carry no hover: one marker per change on the top panel says what moved
+        # One line through every panel: x on the shared time axis, y over the whole figure.
+        fig.add_shape(
+            type="line",
+            xref="x",
+            yref="paper",
+            x0=_when(change.at_ms),
+            x1=_when(change.at_ms),
+            y0=0,
+            y1=1,
+            line=dict(dash="dot", color=CHANGE_COLOURS.get(change.kind, CHANGE_COLOURS["traces"]), width=1.5),
+            opacity=0.7,
+        )
+    if result.changes:
+        # Shapes carry no hover: a marker per change at the foot of the requests bars (y = 0 is
+        # always on that panel's scale) says what moved.
         fig.add_trace(
             go.Scatter(
                 x=[_when(c.at_ms) for c in result.changes],
-                y=[1.02] * len(result.changes),
-                yaxis="y",
+                y=[0] * len(result.changes),
                 mode="markers",
                 marker=dict(
                     symbol="triangle-down",
@@ -423,11 +446,11 @@ def watch_plot(result) -> WatchPlot:
                 hovertext=[f"{c.when} · {c.kind}: {c.text}" for c in result.changes],
                 hoverinfo="text",
             ),
-            1,
+            len(panels),
             1,
         )
     fig.update_layout(
-        title=f"{result.name}: {'FLAGGED' if result.flags else 'nothing flagged'}",
+        title=f"{result.name}: {result.line().split(' · ', 1)[0]}",
         template="plotly_white",
         height=160 + 240 * len(panels),
         showlegend=True,

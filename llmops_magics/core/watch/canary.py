@@ -190,9 +190,21 @@ def group_verdicts(checks: Sequence[GroupCheck], *, alpha: float = 0.05) -> list
     out = list(checks)
     for i, adj in zip(tested, adjusted):
         c = dataclasses.replace(checks[i], adjusted_p=adj, alpha=alpha)
-        note = f", Holm-adjusted over {len(tested)} scorers p={adj:.3g}" if len(tested) > 1 else ""
+        note = f", Holm-adjusted over {len(tested)} checks p={adj:.3g}" if len(tested) > 1 else ""
         out[i] = _decide(c, adj, note)
     return out
+
+
+def lower_higher(check: GroupCheck) -> tuple[str, str] | None:
+    """``(lower group, higher group)`` of a check whose groups differ (``better`` or
+    ``worse``), None otherwise. Without a named canary the control is only the largest
+    group (ties by name), so which one is "the canary" is arbitrary: a difference either
+    way is what a user must hear, worded by which group scores lower."""
+    if check.verdict == "worse":
+        return check.canary, check.control
+    if check.verdict == "better":
+        return check.control, check.canary
+    return None
 
 
 def pick_control(sizes: Mapping[str, int], canary: str | None = None) -> tuple[str, list[str]]:
@@ -200,7 +212,8 @@ def pick_control(sizes: Mapping[str, int], canary: str | None = None) -> tuple[s
 
     The control is the largest group (ties broken by name), or the largest other than
     ``canary`` when one is named; the canaries are ``[canary]`` when named, else every
-    other group, largest first. Groups with no trace are ignored.
+    other group, largest first. Groups with no trace are ignored. Without ``canary`` the
+    choice only orders the comparison: read such checks with :func:`lower_higher`.
 
     Raises
     ------

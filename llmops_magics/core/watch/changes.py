@@ -1,12 +1,14 @@
-"""What moved while the traces were served: alias moves, and the versions and digests the
-traces themselves carry.
+"""What moved while the traces were served: alias moves, pins, and the versions and digests
+the traces themselves carry.
 
-Two sources, so a flag can say "this changed just before": the registry's alias history
+Two sources here, so a flag can say "this changed just before": the registry's alias history
 (one tag per move, :func:`..registry.aliases.alias_history`) of every registered model and
 prompt the traces name, and the traces' own root-span facts (``Observation.served``): the
 first trace carrying a model version, prompt version or digest not seen before in the
-window. Lineage ``Pinned`` events are not read: a pin belongs to one notebook session, not
-to what production served, and reading them means downloading every session's records.
+window.
+
+Notebook pins (``%llm_pin``, a lockfile loaded) come from the lineage sessions shipped
+to MLflow: :mod:`.pin_changes`.
 """
 
 from __future__ import annotations

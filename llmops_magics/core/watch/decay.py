@@ -143,16 +143,26 @@ def bucket_of(times_ms: Sequence[int], bkts: Sequence[Bucket]) -> np.ndarray:
 
 def baseline_buckets(counts: Sequence[int]) -> int:
     """How many leading buckets make the baseline when no ``--baseline`` is given: the
-    fewest that hold at least a third of all traces (0 when there are none)."""
+    fewest that hold at least a third of all traces (0 when there are none).
+
+    The baseline never takes every non-empty bucket: with two or more, the last of them
+    stays out of it, so something is tested (``[1, 1, 1, 30]`` gives 3, not 4). With one
+    non-empty bucket there is nothing to compare it with; the caller says so.
+    """
     total = int(sum(counts))
     if total <= 0:
         return 0
+    filled = [i for i, c in enumerate(counts) if int(c) > 0]
     held = 0
+    k = len(counts)
     for i, c in enumerate(counts):
         held += int(c)
         if 3 * held >= total:
-            return i + 1
-    return len(counts)
+            k = i + 1
+            break
+    if len(filled) >= 2:
+        k = min(k, filled[-1])
+    return k
 
 
 # ---------------------------------------------------------------- values and intervals
@@ -340,8 +350,12 @@ def _welch(x: np.ndarray, base: np.ndarray, alpha: float) -> tuple[tuple[float, 
     diff = float(x.mean() - base.mean())
     a, b = float(x.var(ddof=1)) / n1, float(base.var(ddof=1)) / n0
     if a + b == 0:
-        # Both sides constant: the difference is known exactly.
-        return (diff, diff), (0.0 if diff < 0 else 1.0 if diff > 0 else 0.5)
+        # Both sides constant. Equal constants: nothing moved (p 0.5, no evidence either
+        # way). Different constants: the data hold no estimate of the noise at all, and a
+        # t-test with a zero standard error would call any gap certain (two traces rated 4
+        # against a baseline of 5s flagged at p 0): not testable, never flagged. One side
+        # with some spread is enough: Welch then uses that side's variance and its df.
+        return ((0.0, 0.0), 0.5) if diff == 0 else (None, None)
     se = math.sqrt(a + b)
     df = (a + b) ** 2 / (a * a / (n1 - 1) + b * b / (n0 - 1))
     from scipy.special import stdtr  # deferred: scipy takes seconds to import

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from .. import viewers
 from ..display import esc, html_table, run_link, text_table, warnings_block
+from .canary import lower_higher
 from .changes import Change
 
 INPUT_DRIFT = "input drift"
@@ -37,16 +38,27 @@ class Flag:
     adjusted_p: float | None
     changes: tuple[Change, ...] = ()
     examples: tuple[str, ...] = ()  # input drift: the most typical far-away requests
+    level: float = 0.95  # coverage of diff_ci: 1 - the watch's alpha
 
     def line(self) -> str:
         """``is_polite 2026-12-12: 0.52 vs 0.90 (-0.38, 95% CI -0.47..-0.29, adj. p 1e-09)``."""
-        ci = f", 95% CI {self.diff_ci[0]:+.2f}..{self.diff_ci[1]:+.2f}" if self.diff_ci else ""
+        pct = f"{100 * self.level:.3g}%"
+        ci = f", {pct} CI {self.diff_ci[0]:+.2f}..{self.diff_ci[1]:+.2f}" if self.diff_ci else ""
         p = f", adj. p {self.adjusted_p:.2g}" if self.adjusted_p is not None else ""
         what = "far share" if self.scorer == INPUT_DRIFT else "vs baseline"
         text = f"{self.scorer} {self.bucket}: {self.estimate:.3g} {what} {self.baseline:.3g} ({self.diff:+.3g}{ci}{p})"
         if self.changes:
             text += " · changed just before: " + "; ".join(c.text for c in self.changes)
         return text
+
+    def example_lines(self, width: int = 120) -> list[str]:
+        """The drift examples, one quoted line each (cut to ``width``)."""
+        return [f'e.g. "{_cut(e, width)}"' for e in self.examples if e]
+
+
+def _cut(text: str, width: int) -> str:
+    one = " ".join(str(text).split())
+    return one if len(one) <= width else one[: width - 1] + "…"
 
 
 @dataclass
@@ -73,11 +85,15 @@ class WatchResult:
     flags : list of Flag
         Flagged buckets (scorers after Holm's correction; ``input drift``).
     changes : list of Change
-        Alias moves, versions and digests that moved in the window, oldest first.
+        Alias moves, notebook pins (from lineage sessions shipped to MLflow), versions and
+        digests that moved in the window, oldest first.
     canary : list of GroupCheck
         With ``split``: one per check, the canary against the control (``%%shadow``'s words).
     run_id : str or None
         The MLflow run of this watch.
+    judged : bool
+        Whether anything could be compared (a bucket with the baseline, a drift share, a
+        canary split); False says why in ``cannot``, and the CLI exits 2.
     """
 
     name: str
@@ -97,6 +113,8 @@ class WatchResult:
     run_id: str | None = None
     warnings: list = field(default_factory=list)
     writer: object = None  # scoring.AssessmentWriter of the new assessments, None when none
+    judged: bool = True
+    cannot: str = ""  # why nothing could be judged, when not judged
 
     @property
     def flagged(self) -> bool:
@@ -104,10 +122,27 @@ class WatchResult:
         return bool(self.flags)
 
     @property
+    def named_canary(self) -> bool:
+        """Whether ``canary`` named the canary group (else every group against the largest)."""
+        return bool(self.params.get("canary"))
+
+    @property
+    def worse_groups(self) -> list:
+        """``(check, lower group, higher group)`` of each split check that counts as worse: the
+        named canary ``worse``; without a named canary, any difference either way."""
+        out = []
+        for g in self.canary:
+            pair = lower_higher(g)
+            if pair is None or (self.named_canary and g.verdict != "worse"):
+                continue
+            out.append((g, *pair))
+        return out
+
+    @property
     def dropped(self) -> bool:
-        """A scorer's bucket flagged worse, or a canary ``worse``: what a scheduled job fails on
-        (input drift alone is news, not a drop)."""
-        return any(f.scorer != INPUT_DRIFT for f in self.flags) or any(g.verdict == "worse" for g in self.canary)
+        """A scorer's bucket flagged worse, or a worse split group: what a scheduled job fails
+        on (input drift alone is news, not a drop)."""
+        return any(f.scorer != INPUT_DRIFT for f in self.flags) or bool(self.worse_groups)
 
     @property
     def writer_status(self) -> str:
@@ -134,14 +169,33 @@ class WatchResult:
     # ------------------------------------------------------------- display
 
     def line(self) -> str:
-        """One line: what was flagged first and what changed just before it, or that nothing was."""
+        """One line, worst news first: ``WORSE`` (a worse split group), ``FLAGGED`` (a scorer's
+        drop), ``DRIFT`` (input drift only), ``CANNOT JUDGE`` (nothing compared), else ``OK``."""
         n = self.counts.get("traces", 0)
         head = f"watch {self.experiment}: {n:,} traces in {len(self.buckets)} buckets"
-        if not self.flags:
-            return f"OK · {head}, nothing flagged"
-        first = self.flags[0]
-        more = f" (+{len(self.flags) - 1} more flags)" if len(self.flags) > 1 else ""
-        return f"FLAGGED · {head}: {first.line()}{more}"
+        drops = [f for f in self.flags if f.scorer != INPUT_DRIFT]
+        more = len(self.flags) - 1
+        worse = self.worse_groups
+        if worse:
+            g, low, high = worse[0]
+            who = f"canary {low}" if self.named_canary else low
+            others = len(worse) - 1 + len(self.flags)
+            extra = f" (+{others} more)" if others else ""
+            return f"WORSE · {head}: {who} worse than {high} on {g.name}: {g.reason}{extra}"
+        if drops:
+            return f"FLAGGED · {head}: {drops[0].line()}" + (f" (+{more} more flags)" if more else "")
+        if self.flags:
+            return f"DRIFT · {head}: {self.flags[0].line()}" + (f" (+{more} more flags)" if more else "")
+        if not self.judged:
+            return f"CANNOT JUDGE · {head}: {self.cannot}"
+        return f"OK · {head}, nothing flagged"
+
+    def _colour(self) -> str:
+        if self.dropped:
+            return "#cf222e"
+        if self.flags or not self.judged:
+            return "#9a6700"
+        return "#1a7f37"
 
     def _wide(self) -> tuple[list[str], list[list]]:
         measures = [*self.scorers, INPUT_DRIFT, VOLUME, LATENCY]
@@ -173,7 +227,9 @@ class WatchResult:
         flag_lines = [f.line() for f in self.flags]
         notes = [f"baseline: {self.baseline}", self.writer_status]
         text = [self.line(), *notes, ""]
-        text += [f"  ! {line}" for line in flag_lines]
+        for f in self.flags:
+            text.append(f"  ! {f.line()}")
+            text += [f"      {e}" for e in f.example_lines()]
         text += ["", text_table(headers, rows)]
         canary_headers = ["check", "canary", "verdict", "n", "reason"]
         if self.canary:
@@ -182,12 +238,18 @@ class WatchResult:
             text += ["", "changes:", *(f"  {c.when}  {c.text}" for c in self.changes)]
         link_text, link_html = run_link(self.run_id)
         warn_text, warn_html = warnings_block(self.warnings)
-        colour = "#cf222e" if self.flags else "#1a7f37"
+        colour = self._colour()
+        flag_items = "".join(
+            f"<li>{esc(f.line())}"
+            + "".join(f"<div style='opacity:.8'>{esc(e)}</div>" for e in f.example_lines())
+            + "</li>"
+            for f in self.flags
+        )
         html = (
             "<div class='llmops-watch'>"
             f"<div><b style='color:{colour}'>{esc(self.line())}</b></div>"
             + "".join(f"<div style='opacity:.7;font-size:85%'>{esc(n)}</div>" for n in notes)
-            + (f"<ul>{''.join(f'<li>{esc(x)}</li>' for x in flag_lines)}</ul>" if flag_lines else "")
+            + (f"<ul>{flag_items}</ul>" if flag_lines else "")
             + html_table(headers, rows, cls="llmops-watch-table")
             + (
                 "<div style='margin-top:.5em'><b>canary</b></div>"

@@ -15,7 +15,8 @@ A pipeline over one checked :class:`.spec.WatchSpec`; each stage is a small func
   and volume, tokens, latency per bucket;
 * drift (:func:`drift_rows`): the share of requests far from the baseline's, per bucket;
 * canary (:func:`canary_checks`): with ``split``, each group against the control;
-* changes (:func:`what_changed`): alias moves, versions and digests, on the time axis;
+* changes (:func:`what_changed`): alias moves, notebook pins (lineage), versions and
+  digests, on the time axis;
 * flags (:func:`flags`): the flagged buckets, the first of each scorer naming what changed;
 * log (:func:`log_watch`): one MLflow run in the app's experiment.
 """
@@ -39,6 +40,7 @@ from . import decay
 from . import drift as drift_stats
 from .changes import Change, alias_changes, explain, served_changes, served_names
 from .observe import Observations, embeddings, read_window, request_texts, split_value
+from .pin_changes import pin_changes
 from .result import (
     COMPLETION_TOKENS,
     INPUT_DRIFT,
@@ -149,6 +151,7 @@ def watch(
     points = drift_rows(spec, obs, placed, rows) if spec.drift else []
     checks, groups, canary_notes = canary_checks(spec, obs, values)
     changes, change_notes = what_changed(spec, obs)
+    cannot = _cannot_judge(spec, placed, comparisons, points, checks, values)
     result = WatchResult(
         name=spec.name,
         experiment=spec.experiment,
@@ -158,7 +161,7 @@ def watch(
         rows=rows,
         scorers=list(values),
         baselines=baselines,
-        flags=flags(comparisons, points, placed, changes, obs, rows),
+        flags=flags(comparisons, points, placed, changes, obs, rows, level=1 - spec.alpha),
         changes=changes,
         canary=checks,
         groups=groups,
@@ -166,6 +169,8 @@ def watch(
         counts=_counts(obs, plan, scores, started),
         warnings=[*obs.notes, *(scores.errors if scores else ()), *canary_notes, *change_notes],
         writer=scores.writer if scores is not None else None,
+        judged=not cannot,
+        cannot=cannot,
     )
     if spec.log:
         log_watch(result, spec, started)
@@ -223,6 +228,7 @@ class Placed:
     baseline: np.ndarray  # bool per observation: in the baseline
     tested: list[int]  # buckets compared with the baseline
     text: str  # what the baseline was, in words
+    n_base: int = 0  # traces in the baseline
 
 
 def place(spec: WatchSpec, obs: Observations) -> Placed:
@@ -235,7 +241,7 @@ def place(spec: WatchSpec, obs: Observations) -> Placed:
     if spec.baseline_start_ms is not None:
         base = (times >= spec.baseline_start_ms) & (times < spec.start_ms)
         text = f"the {spec.baseline} before the window ({int(base.sum()):,} traces)"
-        return Placed(bkts, index, base, list(range(len(bkts))), text)
+        return Placed(bkts, index, base, list(range(len(bkts))), text, int(base.sum()))
     counts = np.bincount(index[index >= 0], minlength=len(bkts)) if len(bkts) else np.array([], dtype=int)
     k = decay.baseline_buckets(list(counts))
     base = (index >= 0) & (index < k)
@@ -246,7 +252,7 @@ def place(spec: WatchSpec, obs: Observations) -> Placed:
         )
     else:
         text = "none: no traces in the window"
-    return Placed(bkts, index, base, list(range(k, len(bkts))), text)
+    return Placed(bkts, index, base, list(range(k, len(bkts))), text, int(base.sum()))
 
 
 # ---------------------------------------------------------------- decay
@@ -447,13 +453,18 @@ def canary_checks(spec: WatchSpec, obs: Observations, values: dict):
 
 
 def what_changed(spec: WatchSpec, obs: Observations) -> tuple[list[Change], list[str]]:
-    """Alias moves in the registry and the versions/digests the traces carry, oldest first."""
-    moves, notes = alias_changes(served_names(obs.items), spec.read_start_ms, spec.end_ms, spec.cfg)
-    changes = sorted([*moves, *served_changes(obs.items)], key=lambda c: c.at_ms)
-    return changes, notes
+    """Alias moves in the registry, notebook pins shipped to lineage, and the versions/digests
+    the traces carry, oldest first."""
+    names = served_names(obs.items)
+    moves, notes = alias_changes(names, spec.read_start_ms, spec.end_ms, spec.cfg)
+    pins, pin_notes = pin_changes(names, spec.read_start_ms, spec.end_ms, spec.cfg)
+    changes = sorted([*moves, *pins, *served_changes(obs.items)], key=lambda c: c.at_ms)
+    return changes, notes + pin_notes
 
 
-def flags(comparisons, points: list[DriftFound], placed: Placed, changes, obs, rows) -> list[Flag]:
+def flags(
+    comparisons, points: list[DriftFound], placed: Placed, changes, obs, rows, *, level: float = 0.95
+) -> list[Flag]:
     """The flagged buckets, oldest first; each scorer's first flag names what changed just before."""
     out = []
     named = set()
@@ -470,6 +481,7 @@ def flags(comparisons, points: list[DriftFound], placed: Placed, changes, obs, r
                 diff_ci=c.diff_ci,
                 adjusted_p=c.adjusted_p,
                 changes=explain(c.bucket, placed.buckets, changes) if first else (),
+                level=level,
             )
         )
     first_drift = True
@@ -488,10 +500,40 @@ def flags(comparisons, points: list[DriftFound], placed: Placed, changes, obs, r
                 adjusted_p=p.adjusted_p,
                 changes=explain(found.bucket, placed.buckets, changes) if first_drift else (),
                 examples=found.examples,
+                level=level,
             )
         )
         first_drift = False
     return out
+
+
+def _cannot_judge(spec: WatchSpec, placed: Placed, comparisons, points, checks, values: dict) -> str:
+    """Why nothing could be compared ('' when something was): a watch that tested nothing
+    must not read as "nothing flagged"."""
+    if any(c.p_worse is not None for c in comparisons):
+        return ""
+    if any(f.point.p_value is not None for f in points) or any(g.p_value is not None for g in checks):
+        return ""
+    hint = "give --baseline 14d or a longer --since / a smaller --by"
+    in_window = int((placed.index >= 0).sum())
+    if not in_window:
+        why = f"no traces in the last {spec.since}"
+        hint = "give a longer --since or check --filter"
+    elif spec.baseline_start_ms is not None and placed.n_base == 0:
+        why = f"no traces in the baseline (the {spec.baseline} before the window)"
+        hint = "give a longer --baseline, or drop it to use the window's first third"
+    elif not placed.tested or all(not (placed.index == b).any() for b in placed.tested):
+        why = f"every trace is in the baseline ({placed.text}), no bucket is left to test"
+    elif not values and not spec.drift:
+        why = "no scorer and --no-drift: nothing to measure"
+        hint = "give --scorer or leave drift on"
+    elif values and not any(
+        any(per[i] is not None for i in np.flatnonzero(placed.baseline)) for per in values.values()
+    ):
+        why = "the baseline has no scores"
+    else:
+        why = "too few scored traces in the baseline or the tested buckets to compare"
+    return f"cannot judge: {why}; {hint}"
 
 
 def _counts(obs: Observations, plan, scores, started: float) -> dict:
@@ -524,7 +566,8 @@ def log_watch(result: WatchResult, spec: WatchSpec, started: float) -> None:
                 "traces": result.counts.get("traces", 0),
                 "scorer_calls": result.counts.get("scorer_calls", 0),
                 "scores_reused": result.counts.get("scores_reused", 0),
-                **{f"canary_diff.{g.name}.{g.canary}": g.diff for g in result.canary},
+                # split values are user data ("v2 (beta)!"): MLflow refuses a whole batch over one bad key
+                **{_metric_key(f"canary_diff.{g.name}.{g.canary}"): g.diff for g in result.canary},
             },
             tables={TABLE_FILE: table},
             cfg=spec.cfg,
@@ -555,4 +598,5 @@ def _history_and_plot(result: WatchResult, cfg: Settings) -> None:
 
 
 def _metric_key(measure: str) -> str:
+    """An MLflow metric key (alphanumerics, ``_ - . /``; spaces as ``_``) from any text."""
     return re.sub(r"[^A-Za-z0-9_\-./]", "_", measure.replace(" ", "_"))

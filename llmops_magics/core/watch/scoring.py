@@ -16,16 +16,19 @@ costs that trace's value, never the run: one warning line per scorer.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import inspect
 import json
 import os
+import queue
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from ...backends.progress import progress_bar
@@ -49,8 +52,9 @@ def scorer_digest(scorer) -> str:
     Parameters
     ----------
     scorer : Scorer
-        A ``@scorer`` function (its source: a changed body changes the digest; simple
-        closure values count too), a ``make_judge`` judge (instructions, model, output
+        A ``@scorer`` function (its source: a changed body changes the digest; the
+        simple values, str/int/float/bool/None or tuples of those, of the closure and
+        of the globals its code names count too), a ``make_judge`` judge (instructions, model, output
         type) or a built-in (its fields).
 
     Returns
@@ -65,6 +69,7 @@ def scorer_digest(scorer) -> str:
             "name": getattr(scorer, "name", ""),
             "definition": _mlflow_definition(scorer) or _own_definition(scorer),
             "closure": _closure_values(scorer),
+            "globals": _global_values(scorer),
         },
         sort_keys=True,
         default=repr,
@@ -126,6 +131,37 @@ def _closure_values(scorer) -> list:
         if isinstance(value, (bool, int, float, str, type(None))):
             out.append(repr(value))
     return out
+
+
+def _global_values(scorer) -> dict[str, str]:
+    # A notebook threshold (`th = 0.9` in another cell) is a global the body reads: a new
+    # value must not reuse the old value's scores. Only simple values: a module or a list
+    # says nothing stable about the output.
+    func = getattr(scorer, "_original_func", None)
+    code = getattr(func, "__code__", None)
+    namespace = getattr(func, "__globals__", None)
+    if code is None or not isinstance(namespace, dict):
+        return {}
+    out = {}
+    for name in sorted(_names(code)):
+        if name in namespace and _simple(namespace[name]):
+            out[name] = repr(namespace[name])
+    return out
+
+
+def _names(code) -> set[str]:
+    # co_names of the function and of every code object inside it (lambdas, comprehensions, inner defs).
+    found = set(code.co_names)
+    for const in code.co_consts:
+        if inspect.iscode(const):
+            found |= _names(const)
+    return found
+
+
+def _simple(value) -> bool:
+    if isinstance(value, tuple):
+        return all(_simple(v) for v in value)
+    return isinstance(value, (bool, int, float, str, type(None)))
 
 
 def load_scorer(spec: str):
@@ -195,9 +231,14 @@ class ScorePlan:
         (trace, scorer) pairs with a score already: a valid feedback of this name and
         digest on the trace, or one spooled and not yet written.
     calls, judge_calls : int
-        Scorer calls still to make, and how many of them call an LLM.
+        Scorer calls still to make, and how many of them call an LLM (traces whose
+        response could not be read are not calls: they are skipped).
     summary : str
         One line to show before scoring.
+    unreadable : tuple of str
+        Traces with no readable response that would have needed a call (skipped).
+    notes : tuple of str
+        One line per spool problem met while planning (a rebuilt or unusable spool).
     """
 
     scorers: tuple
@@ -212,7 +253,9 @@ class ScorePlan:
     found: Mapping = field(default_factory=dict, repr=False)  # trace_id -> {check name: value}
     previous: Mapping = field(
         default_factory=dict, repr=False
-    )  # (trace_id, check) -> assessment id a rescore overrides
+    )  # (trace_id, check) -> assessment id the new score overrides (a rescore, or another digest's)
+    unreadable: tuple[str, ...] = field(default=(), repr=False)
+    notes: tuple[str, ...] = field(default=(), repr=False)
 
     def needs(self, trace_id: str) -> bool:
         """Whether this trace still needs a scorer call (its text must be read)."""
@@ -249,37 +292,45 @@ def plan_scores(
     items = tuple(checked.scorers)
     digests = tuple(scorer_digest(s) for s in items)
     spooled: dict[str, dict[str, object]] = {}
+    notes: tuple[str, ...] = ()
     if not rescore and items:
-        for row in ScoreSpool(cfg).unwritten((o.trace_id for o in infos), written_too=True):
-            spooled.setdefault(row.trace_id, {})[(row.name, row.digest)] = row.value
-    todo, found, previous = set(), {}, {}
+        spool = ScoreSpool(cfg)
+        for row in spool.unwritten((o.trace_id for o in infos), written_too=True):
+            spooled.setdefault(row.trace_id, {})[(row.name, row.digest)] = (row.value, row.assessment_id)
+        notes = tuple(spool.notes)
+    todo, found, previous, unreadable = set(), {}, {}, {}
     for obs in infos:
         feedback = _our_feedback(getattr(obs, "assessments", ()) or ())
         for j, (s, digest) in enumerate(zip(items, digests)):
             known = _of_scorer(feedback, s.name, digest)
-            if rescore:
-                todo.add((obs.trace_id, j))
-                previous.update({(obs.trace_id, check): aid for check, (_, aid) in known.items()})
-                continue
-            values = {check: value for check, (value, _) in known.items()}
-            if not values:
+            values = {} if rescore else {check: value for check, (value, _) in known.items()}
+            if not values and not rescore:
+                # A written row whose feedback another version of the scorer has since overridden is stale.
+                replaced = {getattr(a, "overrides", None) for a in getattr(obs, "assessments", ()) or ()}
                 values = {
                     check: value
-                    for (check, d), value in spooled.get(obs.trace_id, {}).items()
-                    if d == digest and _belongs(check, s.name)
+                    for (check, d), (value, aid) in spooled.get(obs.trace_id, {}).items()
+                    if d == digest and _belongs(check, s.name) and aid not in replaced
                 }
             if values:
                 found.setdefault(obs.trace_id, {}).update(values)
+            elif _unreadable(obs):  # nothing to score: neither a call nor a span read next time round
+                unreadable[obs.trace_id] = None
             else:
                 todo.add((obs.trace_id, j))
+                previous.update(_replaced(obs.trace_id, feedback, s.name, digest, known if rescore else {}))
     judge_index = {j for j, s in enumerate(items) if s.name in checked.judges}
     calls, judge_calls = len(todo), sum(1 for _, j in todo if j in judge_index)
-    reused = len(infos) * len(items) - calls
+    skipped_pairs = sum(1 for o in infos for j in range(len(items)) if o.trace_id in unreadable) if unreadable else 0
+    reused = len(infos) * len(items) - calls - skipped_pairs
     k, n = len(items), len(infos)
     summary = (
         f"{k} {_plural(k, 'scorer')} x {n:,} {_plural(n, 'trace')}: {reused:,} {_plural(reused, 'score')} reused, "
         f"{calls:,} scorer {_plural(calls, 'call')} ({judge_calls:,} LLM judge {_plural(judge_calls, 'call')})"
     )
+    if unreadable:
+        u = len(unreadable)
+        summary += f"; {u:,} {_plural(u, 'trace')} with no readable response skipped"
     if max_calls is not None and calls > max_calls:
         raise BadInput(
             f"{summary}: more than --max-scorer-calls {max_calls}; raise --max-scorer-calls (to {calls}) "
@@ -297,7 +348,30 @@ def plan_scores(
         todo=frozenset(todo),
         found=found,
         previous=previous,
+        unreadable=tuple(unreadable),
+        notes=notes,
     )
+
+
+def _unreadable(obs) -> bool:
+    """Its text was read, and it has no response a scorer could take."""
+    return obs.response is None and (obs.request is not None or obs.scorer_inputs is not None)
+
+
+def _replaced(trace_id: str, feedback: dict, name: str, digest: str, rescored: dict) -> dict:
+    """{(trace, check): the assessment id the new score overrides}.
+
+    A rescore overrides this digest's own feedback; otherwise the newest valid feedback of
+    the same check left by another version of the scorer (ours, by its digest metadata) is
+    overridden, so the MLflow UI never shows two disagreeing valid feedbacks of one name.
+    """
+    newest: dict[str, tuple[int, str]] = {}
+    for (check, d), (_, aid, when) in feedback.items():
+        if d != digest and _belongs(check, name) and (check not in newest or when >= newest[check][0]):
+            newest[check] = (when, aid)
+    out = {(trace_id, check): aid for check, (_, aid) in newest.items()}
+    out.update({(trace_id, check): aid for check, (_, aid) in rescored.items()})
+    return out
 
 
 def _preflight(scorers: Sequence, n: int):
@@ -413,72 +487,135 @@ def score(plan: ScorePlan, items: Sequence, *, cfg: Settings, progress: bool = T
 
     def keep(rows: list[SpooledScore], force: bool = False) -> None:
         if rows and (force or len(rows) >= SPOOL_EVERY):
-            spool.add(rows, replace=plan.rescore)  # on disk before the writer sees them
+            # A result taken twice (Ctrl-C landed between taking it and saying so) is one row.
+            rows[:] = {(r.trace_id, r.name): r for r in rows}.values()
+            # On disk before the writer sees them; a spool that cannot keep them (a note says
+            # so) still lets the writer log them: their ids make a second copy impossible.
+            spool.add(rows, replace=plan.rescore)
             writer.put(list(rows))
             rows.clear()
 
+    def take(i: int, j: int, result, error) -> None:
+        s, obs = scorers[j], items[i]
+        found, problems = ({}, [error]) if error else read_result(result, s.name)
+        for check, value in found.items():
+            columns.setdefault(check, [None] * n)[i] = value
+            waiting.append(_row(plan, obs.trace_id, check, plan.digests[j], value, kinds[j]))
+        if problems:
+            entry = failures.setdefault(s.name, [0, f"trace {obs.trace_id}: {problems[0]}"])
+            entry[0] += 1
+
+    calls = _Calls(tasks, scorers, items)
     try:
-        for (i, j), (result, error) in _run(tasks, scorers, items, progress):
-            s, obs = scorers[j], items[i]
-            found, problems = ({}, [error]) if error else read_result(result, s.name)
-            for check, value in found.items():
-                columns.setdefault(check, [None] * n)[i] = value
-                waiting.append(_row(plan, obs.trace_id, check, plan.digests[j], value, kinds[j]))
-            if problems:
-                entry = failures.setdefault(s.name, [0, f"trace {obs.trace_id}: {problems[0]}"])
-                entry[0] += 1
-            keep(waiting)
-        keep(waiting, force=True)
+        with progress_bar(total=len(tasks), desc="scoring", unit="call", disable=not progress or not tasks) as bar:
+            for (i, j), (result, error) in calls:
+                take(i, j, result, error)
+                calls.taken()
+                bar.update(1)
+                keep(waiting)
     finally:
-        if writer is not None:
-            writer.close()
+        # Ctrl-C or an error: queued calls are cancelled, and every score computed so far is kept.
+        try:
+            for (i, j), (result, error) in calls.stop():
+                take(i, j, result, error)
+        finally:
+            if writer is not None:
+                keep(waiting, force=True)
+                writer.close()
 
     calls_of = {s.name: sum(1 for _, j in tasks if j == k) for k, s in enumerate(scorers)}
     errors = [
         f"scorer {name}: no value from {count:,} of {calls_of[name]:,} calls; first, {first}"
         for name, (count, first) in failures.items()
     ]
-    if silent:
+    if plan.unreadable or silent:
+        silent = [*plan.unreadable, *silent]
         traces = len(set(silent))
         errors.append(
             f"{traces:,} {_plural(traces, 'trace')} with no readable response were not scored: "
             f"first trace id {silent[0]}"
         )
-    if spool.note:
-        errors.append(spool.note)
+    errors.extend(note for note in (*plan.notes, *spool.notes) if note not in errors)
     return Scores(
         _ordered(columns, scorers, n), tuple(errors), len(tasks), reused, writer if writer and writer.total else None
     )
 
 
-def _run(tasks, scorers, items, progress: bool):
-    """Yield ((i, j), (result, error)) per call as chunks finish."""
+class _Calls:
+    """The scorer calls, run by a few threads; iterate for ((i, j), (result, error)) as each call ends.
 
-    def work(chunk):
-        out = []
+    At most ``WINDOW`` chunks are queued at once, and each worker checks a stop flag
+    between calls, so :meth:`stop` (Ctrl-C, an error) ends the work at once: no queued
+    call runs after it, and a call already running is left to finish in its thread.
+    """
+
+    WINDOW = 2 * WORKERS  # chunks queued at once: the workers never idle, Ctrl-C never waits on a backlog
+
+    def __init__(self, tasks, scorers, items):
+        self.tasks, self.scorers, self.items = tasks, scorers, items
+        # Results are appended, never taken out: Ctrl-C between a read and its use loses none.
+        self._results: list = []
+        self._wake: queue.SimpleQueue = queue.SimpleQueue()
+        self._stopped = threading.Event()
+        self._pool: ThreadPoolExecutor | None = None
+        self._kept = 0  # results before this index are kept by the caller
+
+    def _work(self, chunk) -> None:
         for i, j in chunk:
-            obs = items[i]
+            if self._stopped.is_set():
+                return
+            obs = self.items[i]
             try:
-                out.append(((i, j), (scorers[j].run(inputs=obs.scorer_inputs, outputs=obs.response), None)))
+                got = (self.scorers[j].run(inputs=obs.scorer_inputs, outputs=obs.response), None)
             except Exception as e:  # a scorer's own failure costs that trace, never the run
-                out.append(((i, j), (None, error_line(e))))
-        return out
+                got = (None, error_line(e))
+            self._results.append(((i, j), got))  # list.append is atomic
+            self._wake.put(None)
 
-    chunks = [tasks[lo : lo + CHUNK] for lo in range(0, len(tasks), CHUNK)]
-    with progress_bar(total=len(tasks), desc="scoring", unit="call", disable=not progress or not tasks) as bar:
-        with ThreadPoolExecutor(max_workers=WORKERS) as pool:
-            for future in as_completed([pool.submit(work, c) for c in chunks]):
-                done = future.result()
-                bar.update(len(done))
-                yield from done
+    def __iter__(self):
+        chunks = iter([self.tasks[lo : lo + CHUNK] for lo in range(0, len(self.tasks), CHUNK)])
+        if not self.tasks:
+            return
+        self._pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="llmops-watch-scorer")
+        running: set = set()
+        left = len(self.tasks)
+        while left:
+            for future in [f for f in running if f.done()]:
+                running.discard(future)
+                future.result()  # a worker killed by a BaseException (SystemExit...) says so here
+            while len(running) < self.WINDOW and (chunk := next(chunks, None)) is not None:
+                running.add(self._pool.submit(self._work, chunk))
+            handed = len(self.tasks) - left
+            if handed >= len(self._results):
+                with contextlib.suppress(queue.Empty):
+                    # A short wait: Ctrl-C lands between waits even where a blocked get would hide it.
+                    self._wake.get(timeout=0.2)
+                continue
+            left -= 1
+            yield self._results[handed]
+        self.stop()
+
+    def taken(self) -> None:
+        """The caller kept one more result."""
+        self._kept += 1
+
+    def stop(self) -> list:
+        """Stop: cancel what has not started, and return the results that came in but were not kept."""
+        self._stopped.set()
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        out, self._kept = self._results[self._kept :], len(self._results)
+        return out
 
 
 def _row(plan: ScorePlan, trace_id: str, check: str, digest: str, value, kind: tuple[str, str]) -> SpooledScore:
     old = plan.previous.get((trace_id, check))
     if old is None:
         aid = assessment_id(trace_id, check, digest)
-    else:  # a rescore replaces the earlier feedback: a new id, and MLflow marks the old one invalid
+    elif plan.rescore:  # a rescore replaces the earlier feedback: a new id, and MLflow marks the old one invalid
         aid = assessment_id(trace_id, check, digest, "rescore", time.time_ns())
+    else:  # a changed scorer replaces its old version's feedback: one id per (new, old) pair, exactly once
+        aid = assessment_id(trace_id, check, digest, "overrides", old)
     return SpooledScore(trace_id, check, digest, value, kind[0], kind[1], aid, old)
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from ...config import Settings, settings
 from ...errors import BadInput
 from ..options import OptionError, check, duration_ms
+from ..tracking import redact
 from .scoring import load_scorer
 
 
@@ -66,7 +67,8 @@ class WatchSpec:
             "since": self.since,
             "by": self.by,
             "baseline": self.baseline or "first third of the window",
-            "filter": self.filter or "",
+            # a filter may quote a secret (tags.api_key = '...'): params are public in MLflow
+            "filter": redact(self.filter) if self.filter else "",
             "split": self.split or "",
             "canary": self.canary or "",
             "margin": self.margin,

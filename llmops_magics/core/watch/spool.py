@@ -14,31 +14,38 @@ watch goes on; what it has not written when the kernel dies is still on disk, an
   duplicate id is checked the same way and counts as written.
 * **One failure stops it.** After the first MLflow failure the writer stops for this
   run and the rest stays spooled; its :meth:`~AssessmentWriter.status` says why.
-* A row is keyed by a digest of the tracking URI (never the URI itself, which may hold
-  credentials), so two stores never mix.
+* **Never in the way.** :func:`ship_pending` hands an earlier watch's backlog to a
+  background writer and returns at once. A spool file that is not a database is moved
+  aside with its log (``scores.sqlite.corrupt-<ts>``, ``-wal``, ``-shm``) and rebuilt; a
+  spool locked past the timeout or broken under us costs only keeping: the scores are
+  still computed and used, and :attr:`ScoreSpool.notes` says so in one line.
+* A row is keyed by the facts cache's store key (a digest of the public tracking URI,
+  never the URI itself, which may hold credentials), so two stores never mix.
 """
 
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import dataclasses
-import hashlib
 import json
 import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from ...config import Settings
 from ...errors import TrackingError
+from ..paths import shown_path
 from ..tracking import FeedbackTargetMissing, command, feedback_exists, log_feedback, unavailable
 from ..tracking.feedback import ready
+from .facts import store_key
 
 DIGEST_KEY = "llmops.scorer_digest"  # the assessment metadata key reuse is keyed by
+BUSY_TIMEOUT_S = 30.0  # another kernel may hold the write lock for one batch (milliseconds)
 BATCH = 64  # rows per transaction and per writer step: marks stay cheap, a kill loses no more than one batch's marks
 KEEP_WRITTEN_S = 7 * 24 * 3600.0  # written rows are kept a week (what was sent, for a look), then pruned
 
@@ -60,15 +67,11 @@ CREATE TABLE IF NOT EXISTS scores (
 );
 CREATE INDEX IF NOT EXISTS scores_unwritten ON scores (store, written);
 """
+_T = TypeVar("_T")
 
 # Rows a live writer of this process holds: ship_pending leaves them to it.
 _claimed: set[tuple[str, str, str, str]] = set()
 _claimed_lock = threading.Lock()
-
-
-def store_key(cfg: Settings) -> str:
-    """The spool's name for the tracking store: a digest of its URI (credentials never stored)."""
-    return hashlib.sha256(cfg.resolved_tracking_uri.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -92,87 +95,164 @@ class SpooledScore:
 class ScoreSpool:
     """The local score spool of one home (a sqlite file; one connection per thread).
 
+    Every operation is guarded: a file locked past the timeout, unwritable, or broken
+    under us gives the operation's empty answer and one line in :attr:`notes`, never a
+    sqlite traceback; a file that is not a database is moved aside and rebuilt.
+
     Parameters
     ----------
     cfg : Settings
         Its home holds the file; its tracking URI keys the rows.
+
+    Attributes
+    ----------
+    notes : list of str
+        One line per thing the user should know (a rebuilt file, scores not kept).
     """
 
     def __init__(self, cfg: Settings):
         self.cfg = cfg
         self.store = store_key(cfg)
         self.path = Path(cfg.home) / "watch" / "scores.sqlite"
-        self.note: str | None = None
+        self.notes: list[str] = []
         self._local = threading.local()
+        self._generation = 0  # bumped by a rebuild: every thread's connection to the old file is dropped
+        self._usable = True
+        self._lock = threading.Lock()
         self._open()
+
+    @property
+    def note(self) -> str | None:
+        """The notes as one line (None when there are none)."""
+        return "; ".join(self.notes) or None
+
+    def _say(self, line: str) -> None:
+        with self._lock:
+            if line not in self.notes:
+                self.notes.append(line)
 
     # ------------------------------------------------------------------ connection
 
     def _connect(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
-            conn.execute("PRAGMA busy_timeout = 30000")
+        if conn is not None and getattr(self._local, "generation", -1) == self._generation:
+            return conn
+        if conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+            self._local.conn = None
+        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: a commit survives a killed process
-            self._local.conn = conn
+        except BaseException:
+            conn.close()
+            raise
+        self._local.conn, self._local.generation = conn, self._generation
         return conn
 
     def _open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._connect().executescript(_SCHEMA)
-            self._connect().execute("SELECT count(*) FROM scores").fetchone()
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._check(self._connect())
+        except OSError as e:
+            self._unusable(e)
+        except sqlite3.OperationalError as e:  # locked past the timeout, unwritable folder
+            self._unusable(e)
         except sqlite3.DatabaseError as e:  # not a database (a torn copy, another program's file)
-            self._local.conn = None
-            aside = self.path.with_name(f"scores.sqlite.broken-{int(time.time())}")
+            self._rebuild(e)
+
+    @staticmethod
+    def _check(conn: sqlite3.Connection) -> None:
+        conn.executescript(_SCHEMA)
+        # A header that reads but pages that do not: found now, not by a later write.
+        if conn.execute("PRAGMA quick_check(1)").fetchone()[0] != "ok":
+            raise sqlite3.DatabaseError("database disk image is malformed")
+
+    def _unusable(self, error: BaseException) -> None:
+        self._usable = False
+        self._say(
+            f"score spool unavailable: {shown_path(self.path)} ({_one_line(error)}): new scores are used, not kept"
+        )
+
+    def _rebuild(self, error: BaseException) -> None:
+        """Move the broken file and its log aside (a stale log must not replay into the new file); start empty."""
+        with self._lock:
+            conn = getattr(self._local, "conn", None)
+            if conn is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.close()
+                self._local.conn = None
+            self._generation += 1
+            aside = self.path.with_name(
+                f"{self.path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}-{time.time_ns() % 10**6}"
+            )
             with contextlib.suppress(OSError):
                 self.path.rename(aside)
-            self.note = (
-                f"the score spool was unreadable ({e}): moved aside to {aside.name}; "
-                "scores it held unwritten are scored again"
-            )
-            self._connect().executescript(_SCHEMA)
+            for suffix in ("-wal", "-shm"):
+                with contextlib.suppress(OSError):
+                    self.path.with_name(self.path.name + suffix).rename(aside.with_name(aside.name + suffix))
+        try:
+            self._check(self._connect())
+        except (sqlite3.Error, OSError) as e:
+            self._unusable(e)
+            return
+        self._say(
+            f"the score spool {shown_path(self.path)} was unreadable ({_one_line(error)}): moved aside to "
+            f"{aside.name} and rebuilt; scores it held unwritten are scored again"
+        )
+
+    def _guarded(self, what: str, fn: Callable[[sqlite3.Connection], _T], default: _T) -> _T:
+        """Run one spool operation; a busy or broken file gives ``default`` and a note, never a traceback."""
+        if not self._usable:
+            return default
+        try:
+            return fn(self._connect())
+        except sqlite3.OperationalError as e:  # locked past the timeout, disk full, folder gone
+            self._say(f"score spool unavailable: could not {what} ({_one_line(e)}): new scores are used, not kept")
+        except sqlite3.DatabaseError as e:  # broken under us
+            self._rebuild(e)
+        return default
 
     @contextlib.contextmanager
-    def _transaction(self):
-        conn = self._connect()
+    def _transaction(self, conn: sqlite3.Connection):
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield conn
         except BaseException:
-            conn.execute("ROLLBACK")
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
 
     # ------------------------------------------------------------------ rows
 
-    def add(self, rows: Sequence[SpooledScore], *, replace: bool = False) -> None:
-        """Spool new scores in one transaction; ``replace`` (a rescore) overwrites an unwritten twin."""
+    def add(self, rows: Sequence[SpooledScore], *, replace: bool = False) -> bool:
+        """Spool new scores in one transaction; ``replace`` (a rescore) overwrites an unwritten twin.
+
+        Returns False when the spool could not keep them (see :attr:`notes`).
+        """
         if not rows:
-            return
+            return True
         verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
         now = time.time()
-        with self._transaction() as conn:
-            conn.executemany(
-                f"{verb} INTO scores (store, trace_id, name, digest, value, source_type, source_id, "
-                "assessment_id, overrides, tried, written, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, ?)",
-                [
-                    (
-                        self.store,
-                        r.trace_id,
-                        r.name,
-                        r.digest,
-                        json.dumps(r.value),
-                        r.source_type,
-                        r.source_id,
-                        r.assessment_id,
-                        r.overrides,
-                        now,
-                    )
-                    for r in rows
-                ],
-            )
+        values = [
+            (self.store, r.trace_id, r.name, r.digest, json.dumps(r.value), r.source_type, r.source_id,
+             r.assessment_id, r.overrides, now)
+            for r in rows
+        ]  # fmt: skip
+
+        def insert(conn) -> bool:
+            with self._transaction(conn):
+                conn.executemany(
+                    f"{verb} INTO scores (store, trace_id, name, digest, value, source_type, source_id, "
+                    "assessment_id, overrides, tried, written, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, ?)",
+                    values,
+                )
+            return True
+
+        return self._guarded("keep new scores", insert, False)
 
     def unwritten(self, trace_ids: Iterable[str] | None = None, *, written_too: bool = False) -> list[SpooledScore]:
         """This store's scores not yet in MLflow (of these traces, or all), oldest first.
@@ -180,27 +260,37 @@ class ScoreSpool:
         ``written_too`` adds the rows already written (kept a week): a watch that read its
         traces while an earlier watch's writer was still writing finds those scores in
         neither the traces it read nor the unwritten rows, and would score them again.
+        An unusable spool gives none (those traces are scored again).
         """
-        rows = self._connect().execute(
-            "SELECT trace_id, name, digest, value, source_type, source_id, assessment_id, overrides, tried "
-            "FROM scores WHERE store = ? AND written <= ? ORDER BY at, rowid",
-            (self.store, 1 if written_too else 0),
-        )
         wanted = set(trace_ids) if trace_ids is not None else None
-        return [
-            SpooledScore(t, n, d, json.loads(v), st, si, a, o, bool(tr))
-            for t, n, d, v, st, si, a, o, tr in rows
-            if wanted is None or t in wanted
-        ]
 
-    def _mark(self, column: str, rows: Sequence[SpooledScore]) -> None:
+        def read(conn) -> list[SpooledScore]:
+            rows = conn.execute(
+                "SELECT trace_id, name, digest, value, source_type, source_id, assessment_id, overrides, tried "
+                "FROM scores WHERE store = ? AND written <= ? ORDER BY at, rowid",
+                (self.store, 1 if written_too else 0),
+            )
+            return [
+                SpooledScore(t, n, d, json.loads(v), st, si, a, o, bool(tr))
+                for t, n, d, v, st, si, a, o, tr in rows
+                if wanted is None or t in wanted
+            ]
+
+        return self._guarded("read spooled scores", read, [])
+
+    def _change(self, what: str, sql: str, rows: Sequence[SpooledScore]) -> None:
         if not rows:
             return
-        with self._transaction() as conn:
-            conn.executemany(
-                f"UPDATE scores SET {column} = 1 WHERE store = ? AND trace_id = ? AND name = ? AND digest = ?",
-                [r.key(self.store) for r in rows],
-            )
+
+        def run(conn) -> None:
+            with self._transaction(conn):
+                conn.executemany(sql, [r.key(self.store) for r in rows])
+
+        self._guarded(what, run, None)
+
+    def _mark(self, column: str, rows: Sequence[SpooledScore]) -> None:
+        where = "WHERE store = ? AND trace_id = ? AND name = ? AND digest = ?"
+        self._change(f"mark scores {column}", f"UPDATE scores SET {column} = 1 {where}", rows)
 
     def mark_tried(self, rows: Sequence[SpooledScore]) -> None:
         """About to be sent: from now on, maybe in MLflow already."""
@@ -212,26 +302,32 @@ class ScoreSpool:
 
     def drop(self, rows: Sequence[SpooledScore]) -> None:
         """Rows that can never be written (their trace is gone)."""
-        if not rows:
-            return
-        with self._transaction() as conn:
-            conn.executemany(
-                "DELETE FROM scores WHERE store = ? AND trace_id = ? AND name = ? AND digest = ?",
-                [r.key(self.store) for r in rows],
-            )
+        where = "WHERE store = ? AND trace_id = ? AND name = ? AND digest = ?"
+        self._change("drop scores", f"DELETE FROM scores {where}", rows)
 
     def counts(self) -> tuple[int, int]:
-        """(written, not written) rows of this store."""
-        got = dict(
-            self._connect()
-            .execute("SELECT written, count(*) FROM scores WHERE store = ? GROUP BY written", (self.store,))
-            .fetchall()
-        )
-        return int(got.get(1, 0)), int(got.get(0, 0))
+        """(written, not written) rows of this store ((0, 0) when the spool is unusable)."""
+
+        def read(conn) -> tuple[int, int]:
+            got = dict(
+                conn.execute("SELECT written, count(*) FROM scores WHERE store = ? GROUP BY written", (self.store,))
+            )
+            return int(got.get(1, 0)), int(got.get(0, 0))
+
+        return self._guarded("count spooled scores", read, (0, 0))
 
     def prune(self, older_than_s: float = KEEP_WRITTEN_S) -> None:
-        with self._transaction() as conn:
-            conn.execute("DELETE FROM scores WHERE written = 1 AND at < ?", (time.time() - older_than_s,))
+        """Forget written rows older than ``older_than_s`` seconds."""
+
+        def run(conn) -> None:
+            with self._transaction(conn):
+                conn.execute("DELETE FROM scores WHERE written = 1 AND at < ?", (time.time() - older_than_s,))
+
+        self._guarded("prune written scores", run, None)
+
+
+def _one_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 # ---------------------------------------------------------------------- the writer
@@ -412,13 +508,16 @@ class AssessmentWriter:
         return True
 
 
-def ship_pending(cfg: Settings) -> int:
-    """Write the scores an earlier watch spooled and did not write (it died, or MLflow was away).
+def ship_pending(cfg: Settings) -> AssessmentWriter:
+    """Hand the scores an earlier watch spooled and did not write to a background writer.
 
-    Rows a live writer of this process still holds are left to it. Call at the start of a
-    watch, before reading assessments, so what was scored before is found there. It
-    writes with MLflow budgets of its own (one per call), and does nothing when the
-    calling command has already given MLflow up.
+    Returns at once: writing never holds up reading and scoring (a 10,000-score backlog
+    takes half a minute on a local store, minutes on a slow server). Rows a live writer of
+    this process already holds are left to it; the rows handed over are claimed, so a
+    second call while this writer runs does not send them twice, and the next plan finds
+    them in the spool (reused, not scored again). Tried rows are looked up before they
+    are sent again. Nothing is handed over when the calling command has already given
+    MLflow up.
 
     Parameters
     ----------
@@ -426,21 +525,20 @@ def ship_pending(cfg: Settings) -> int:
 
     Returns
     -------
-    int
-        Scores written now (the rest, after a failure, stays spooled for the next call).
+    AssessmentWriter
+        The writer of the backlog (closed: it ends once its rows are written or MLflow
+        fails). Its ``total`` is how many rows were handed over (0: nothing to write);
+        ``wait(timeout)`` waits for them, ``written`` / ``status()`` say how it went;
+        after a failure the rest stays spooled for the next call. Spool problems are in
+        ``writer.spool.notes``.
     """
     spool = ScoreSpool(cfg)
-    with _claimed_lock:
-        rows = [r for r in spool.unwritten() if r.key(spool.store) not in _claimed]
-    if rows and unavailable() is None:
-        ready(cfg)
-        writer = AssessmentWriter(spool, cfg=cfg)
-        writer.total = len(rows)
-        # A command of its own, as the background writer has: a long backlog must not use
-        # up the calling command's MLflow budget.
-        contextvars.Context().run(writer.write, rows)
-        written = writer.written
-    else:
-        written = 0
+    writer = AssessmentWriter(spool, cfg=cfg)
+    if unavailable() is None:
+        with _claimed_lock:  # filtered and claimed at once: two calls never hand over one row twice
+            rows = [r for r in spool.unwritten() if r.key(spool.store) not in _claimed]
+            _claimed.update(r.key(spool.store) for r in rows)
+        writer.put(rows)  # its thread runs a command of its own: the caller's MLflow budget stays the caller's
     spool.prune()
-    return written
+    writer.close()
+    return writer
