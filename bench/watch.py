@@ -82,7 +82,7 @@ def main() -> int:
     first = llmops_magics.watch("support-app", scorers=[answered], since=since, by="day")
     first_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    done = first.writer is None or first.writer.wait(timeout=1800)
+    done = first.wait_for_writes(timeout=1800)
     write_s = time.perf_counter() - t0
     print(f"first watch: {first_s:.1f} s · {first.line()} · {first.counts}")
     print(f"assessment writer: {first.writer_status} (waited {write_s:.1f} s after the first watch returned)")

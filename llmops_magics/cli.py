@@ -176,29 +176,14 @@ def cmd_watch(args) -> int:
     """One line; exit 0 when nothing dropped, 1 when a scorer's bucket or the canary is worse, 2 usage."""
     # deferred: MLflow, numpy and the scorers' modules are for this command only
     from .core.watch.run import watch
+    from .magics.args import as_kwargs
+    from .magics.watch import WatchCommand
 
-    result = watch(
-        args.experiment,
-        scorers=list(args.scorer),
-        since=args.since,
-        by=args.by,
-        baseline=args.baseline,
-        filter=args.filter,
-        split=args.split,
-        canary=args.canary,
-        margin=args.margin,
-        n=args.n,
-        sample_seed=args.sample_seed,
-        rescore=args.rescore,
-        max_scorer_calls=args.max_scorer_calls,
-        alpha=args.alpha,
-        drift=not args.no_drift,
-        log=not args.no_log,
-        name=args.name,
-    )
+    # One reading of the options for both doors: the magic's frozen command (scorers stay
+    # module:function text, loaded by core).
+    result = watch(**as_kwargs(WatchCommand.from_args(args)))
     # A scheduled job's new scores must land before the process ends (written in the background).
-    if result.writer is not None:
-        result.writer.wait(timeout=args.write_timeout)
+    result.wait_for_writes(timeout=args.write_timeout)
     print(result.line())
     if result.dropped:
         return 1

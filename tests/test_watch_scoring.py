@@ -414,9 +414,12 @@ def test_a_server_that_stops_answering_stops_the_writer_and_the_rest_is_written_
         assert not backlog.wait(30) and "kept to write later" in backlog.status()
     finally:
         mlflow_server.thaw()
+    # A thawed server first answers the requests it held; on a busy 2-core machine that
+    # takes longer than the 3 s that made the outage quick to see.
+    configure(mlflow_timeout_s=30)
+    cfg = settings()
     writer = ship_pending(cfg)
-    assert writer.wait(60) and writer.written == 2 * n - before, writer.status()
-    configure(mlflow_timeout_s=30)  # the check below reads every trace: no 3 s budget on a busy machine
+    assert writer.wait(120) and writer.written == 2 * n - before, writer.status()
     for o in observations(exp):
         assert sorted(a.name for a in o.assessments) == ["brevity", "is_polite"], o.trace_id
 
@@ -494,7 +497,11 @@ def test_a_corrupt_score_spool_is_rebuilt_with_one_note_and_the_watch_goes_on():
     assert got.writer.wait(60), got.writer.status()
     assert all(len(ours(o.trace_id, "is_polite")) == 1 for o in obs)
     aside = sorted(p.name for p in spool_file.parent.glob("scores.sqlite.corrupt-*"))
-    assert aside and aside[0].startswith("scores.sqlite.corrupt-") and aside[1:] in ([], [aside[0] + "-wal"])
+    # the stale log (and the index sqlite made while failing to read it) went aside with the file
+    assert aside and aside[0].startswith("scores.sqlite.corrupt-")
+    assert set(aside[1:]) <= {aside[0] + "-wal", aside[0] + "-shm"}
+    live_log = Path(str(spool_file) + "-wal")
+    assert not live_log.exists() or b"a stale log" not in live_log.read_bytes()
     wal = Path(str(spool_file) + "-wal")  # the stale log went aside with its file (or sqlite reset it): never replayed
     assert not wal.exists() or b"a stale log" not in wal.read_bytes()
     assert ScoreSpool(cfg).store == facts.store_key(cfg)  # one store key for the facts cache and the spool

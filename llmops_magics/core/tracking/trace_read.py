@@ -67,42 +67,8 @@ def read_traces(
     TrackingError
         MLflow refused or did not answer a page within its time.
     """
-    cfg = cfg or settings()
-    clauses = [f"({filter_string})" if " or " in filter_string.lower() else filter_string] if filter_string else []
-    if since_ms is not None:
-        clauses.append(f"trace.timestamp_ms >= {int(since_ms)}")
-    where = " AND ".join(clauses) or None
-    store = client(cfg).raw
-    token = None
-    while True:
-
-        def page(token=token):
-            return store.search_traces(
-                locations=[experiment_id],
-                filter_string=where,
-                max_results=page_size,
-                order_by=["timestamp_ms ASC"],
-                page_token=token,
-                include_spans=True,
-            )
-
-        try:
-            got = call_alone("read traces", page, cfg)
-        except LlmopsError:
-            raise
-        except Exception as e:
-            if error_code(e) == "INVALID_PARAMETER_VALUE" and filter_string:
-                raise BadInput(
-                    f"--filter {filter_string!r} is not a trace filter MLflow accepts ({_short(e)}): "
-                    "e.g. \"tags.route = 'refunds'\" or \"trace.status = 'OK'\""
-                ) from None
-            raise refused(e, cfg, "read traces") from e
-        if on_page is not None:
-            on_page(len(got))
-        yield from got
-        token = got.token
-        if not token or not len(got):
-            return
+    where = window_clause(since_ms, None, filter_string)
+    yield from _pages(experiment_id, where, filter_string, page_size, True, cfg or settings(), on_page)
 
 
 def get_trace(trace_id: str, cfg: Settings | None = None):
@@ -179,8 +145,13 @@ def read_trace_infos(
     TrackingError
         MLflow refused or did not answer a page within its time.
     """
-    cfg = cfg or settings()
     where = window_clause(start_ms, end_ms, filter_string)
+    for trace in _pages(experiment_id, where, filter_string, page_size, False, cfg or settings(), on_page):
+        yield trace.info
+
+
+def _pages(experiment_id, where, filter_string, page_size, include_spans, cfg, on_page) -> Iterator:
+    """Every trace matching ``where``, oldest first, a bounded call per page."""
     mlflow_client = client(cfg).raw
     token = None
     while True:
@@ -192,13 +163,13 @@ def read_trace_infos(
                 max_results=page_size,
                 order_by=["timestamp_ms ASC"],
                 page_token=token,
-                include_spans=False,
+                include_spans=include_spans,
             )
 
         got = _search_page(page, filter_string, cfg)
         if on_page is not None:
             on_page(len(got))
-        yield from (t.info for t in got)
+        yield from got
         token = got.token
         if not token or not len(got):
             return

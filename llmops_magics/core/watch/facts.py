@@ -81,6 +81,11 @@ class FactsCache:
         try:
             self._db = self._connect()
         except sqlite3.OperationalError as e:  # locked past the timeout, unwritable folder
+            # A garbage write-ahead log beside the file reads as a "disk I/O error" when sqlite
+            # replays it: a broken cache to move aside, not a busy one.
+            if "disk i/o error" in str(e).lower() and self.path.exists():
+                self._rebuild(e)
+                return
             self._db = None
             self.notes.append(f"the watch facts cache {shown_path(self.path)} is not usable now ({e}): spans are read")
         except sqlite3.DatabaseError as e:

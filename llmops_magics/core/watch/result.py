@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -113,6 +114,7 @@ class WatchResult:
     run_id: str | None = None
     warnings: list = field(default_factory=list)
     writer: object = None  # scoring.AssessmentWriter of the new assessments, None when none
+    backlog: object = None  # the writer of scores an earlier watch spooled and never wrote, None when none
     judged: bool = True
     cannot: str = ""  # why nothing could be judged, when not judged
 
@@ -147,9 +149,21 @@ class WatchResult:
     @property
     def writer_status(self) -> str:
         """How far the new assessments got to MLflow (they are written in the background)."""
-        if self.writer is None:
-            return "no new scores to write"
-        return self.writer.status()
+        line = "no new scores to write" if self.writer is None else self.writer.status()
+        if self.backlog is not None:  # what an earlier watch left unwritten, written alongside
+            line += f" · earlier watch's scores: {self.backlog.status()}"
+        return line
+
+    def wait_for_writes(self, timeout: float | None = None) -> bool:
+        """Wait (at most ``timeout`` seconds in all) until the new scores, and those an
+        earlier watch left unwritten, are in MLflow; True when every one was written."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        done = True
+        for writer in (self.writer, self.backlog):
+            if writer is not None:
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                done = writer.wait(timeout=left) and done
+        return done
 
     def measure(self, name: str) -> list[dict]:
         """The rows of one measure (a scorer, ``requests``, ``input drift``...), oldest first."""

@@ -142,7 +142,7 @@ def watch(
         name=name,
         cfg=cfg,
     )
-    ship_pending(spec.cfg)
+    backlog = ship_pending(spec.cfg)  # an earlier watch's unwritten scores, written in the background
     obs, plan = read(spec)
     scores = score(plan, obs.items, cfg=spec.cfg) if plan is not None else None
     values = dict(scores.values) if scores is not None else {}
@@ -169,6 +169,7 @@ def watch(
         counts=_counts(obs, plan, scores, started),
         warnings=[*obs.notes, *(scores.errors if scores else ()), *canary_notes, *change_notes],
         writer=scores.writer if scores is not None else None,
+        backlog=backlog if backlog is not None and backlog.total else None,
         judged=not cannot,
         cannot=cannot,
     )

@@ -159,7 +159,12 @@ class ScoreSpool:
         except OSError as e:
             self._unusable(e)
         except sqlite3.OperationalError as e:  # locked past the timeout, unwritable folder
-            self._unusable(e)
+            # A garbage write-ahead log beside the file reads as a "disk I/O error" when sqlite
+            # tries to replay it: that is a broken spool to move aside, not a busy one.
+            if "disk i/o error" in str(e).lower() and self.path.exists():
+                self._rebuild(e)
+            else:
+                self._unusable(e)
         except sqlite3.DatabaseError as e:  # not a database (a torn copy, another program's file)
             self._rebuild(e)
 
