@@ -19,6 +19,7 @@ from plotly.subplots import make_subplots
 
 from ..core.display import esc, html_table, text_table
 from ..core.review.session import open_review
+from ..core.watch.changes import minute
 
 VERDICT_COLOURS = {"equivalent": "#1a7f37", "better": "#0969da", "worse": "#cf222e", "inconclusive": "#9a6700"}
 SIDE_COLOURS = {"primary": "#636efa", "candidate": "#ef553b"}
@@ -268,12 +269,6 @@ def _length_band(fig: go.Figure, result) -> None:
 CHANGE_COLOURS = {"alias move": "#8250df", "traces": "#0969da"}
 
 
-def _when(ms: int) -> str:
-    from datetime import datetime, timezone
-
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M")
-
-
 @dataclass
 class WatchPlot:
     """The chart of one watch: per scorer its rate or mean per bucket with the 95% band and
@@ -359,7 +354,7 @@ def _band(fig: go.Figure, rows: list[dict], x: list, name: str, colour: str, row
     if flagged:
         fig.add_trace(
             go.Scatter(
-                x=[_when(r["start_ms"]) for r in flagged],
+                x=[minute(r["start_ms"]) for r in flagged],
                 y=[r.get("estimate") for r in flagged],
                 mode="markers",
                 marker=dict(symbol="x", size=14, color="#cf222e", line=dict(width=2)),
@@ -393,7 +388,7 @@ def watch_plot(result) -> WatchPlot:
     palette = ("#636efa", "#00a2a6", "#ab63fa", "#ffa15a", "#19d3f3", "#ff6692")
     for i, (measure, _) in enumerate(panels, start=1):
         rows = result.measure(measure)
-        x = [_when(r["start_ms"]) for r in rows]
+        x = [minute(r["start_ms"]) for r in rows]
         if measure == "requests":
             fig.add_trace(go.Bar(x=x, y=[r["estimate"] for r in rows], name="requests", marker_color="#9a9a9a"), i, 1)
             continue
@@ -401,7 +396,7 @@ def watch_plot(result) -> WatchPlot:
             for j, part in enumerate(("prompt tokens", "completion tokens")):
                 part_rows = result.measure(part)
                 if part_rows:
-                    xs = [_when(r["start_ms"]) for r in part_rows]
+                    xs = [minute(r["start_ms"]) for r in part_rows]
                     _band(fig, part_rows, xs, part, palette[(i + j) % len(palette)], i)
             continue
         _band(fig, rows, x, measure, palette[(i - 1) % len(palette)], i)
@@ -422,8 +417,8 @@ def watch_plot(result) -> WatchPlot:
             type="line",
             xref="x",
             yref="paper",
-            x0=_when(change.at_ms),
-            x1=_when(change.at_ms),
+            x0=minute(change.at_ms),
+            x1=minute(change.at_ms),
             y0=0,
             y1=1,
             line=dict(dash="dot", color=CHANGE_COLOURS.get(change.kind, CHANGE_COLOURS["traces"]), width=1.5),
@@ -434,7 +429,7 @@ def watch_plot(result) -> WatchPlot:
         # always on that panel's scale) says what moved.
         fig.add_trace(
             go.Scatter(
-                x=[_when(c.at_ms) for c in result.changes],
+                x=[minute(c.at_ms) for c in result.changes],
                 y=[0] * len(result.changes),
                 mode="markers",
                 marker=dict(

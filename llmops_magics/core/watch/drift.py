@@ -50,7 +50,8 @@ class DriftPoint:
     examples: tuple[int, ...]
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
+def unit(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to length 1 (float32); a zero row stays zero."""
     x = np.asarray(x, dtype=np.float32)
     if x.ndim != 2:
         x = x.reshape(len(x), -1)
@@ -91,7 +92,7 @@ def far_threshold(baseline: np.ndarray) -> float:
     baseline : array of shape (n, dim)
         Embeddings of the baseline requests (normalized here); n >= 2.
     """
-    base = _unit(baseline)
+    base = unit(baseline)
     if len(base) < 2:
         return math.inf
     dist = np.sort(_nearest(base, base, skip_self=True))
@@ -149,11 +150,11 @@ def input_drift(
         One per bucket, in order. A bucket with no request, or a baseline of fewer than
         two, gets a NaN share and no test.
     """
-    base = _unit(baseline)
+    base = unit(baseline)
     threshold = far_threshold(base)
     z = normal_isf(alpha / 2)
     dim = base.shape[1]
-    rows = [_unit(b) if len(b) else np.zeros((0, dim), np.float32) for b in buckets]
+    rows = [unit(b) if len(b) else np.zeros((0, dim), np.float32) for b in buckets]
     # One chunked product for every bucket at once: many small products cost more in
     # call overhead than in arithmetic.
     every = np.vstack(rows) if rows else np.zeros((0, dim), np.float32)

@@ -34,6 +34,7 @@ from ..tracking import command, trace_read
 from ..tracking import trace_write as our
 from ..vectors.embedders import get_embedder
 from . import facts as cache_file
+from .drift import unit
 
 # Observation.served key -> the root-span attribute our own traces carry it in.
 _SERVED = {
@@ -266,7 +267,7 @@ def embeddings(items: Sequence[Observation], *, cfg: Settings) -> np.ndarray:
                 absent = [o.trace_id for o in missing if o.request is None]
                 if absent:
                     texts.update(request_texts(absent, cfg=cfg))
-                fresh = _unit(emb.embed([texts.get(o.trace_id, "") for o in missing]))
+                fresh = unit(emb.embed([texts.get(o.trace_id, "") for o in missing]))
                 new = {o.trace_id: v for o, v in zip(missing, fresh)}
                 cache.put_vectors(store, digest, new.items())
                 vectors.update(new)
@@ -274,7 +275,7 @@ def embeddings(items: Sequence[Observation], *, cfg: Settings) -> np.ndarray:
             dimension = seen[1]
     if not ids:
         return np.zeros((0, dimension), dtype=np.float32)
-    return _unit(np.stack([vectors[t] for t in ids]))
+    return unit(np.stack([vectors[t] for t in ids]))
 
 
 def request_texts(trace_ids: Sequence[str], *, cfg: Settings) -> dict[str, str]:
@@ -445,9 +446,3 @@ def _embedder_identity() -> str:
     )
     text = json.dumps({"release": __version__, "folder": str(folder), "files": files})
     return hashlib.sha256(text.encode()).hexdigest()[:32]
-
-
-def _unit(vectors) -> np.ndarray:
-    vectors = np.asarray(vectors, dtype=np.float32)
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return vectors / np.where(norms > 0, norms, 1.0)
